@@ -1,0 +1,44 @@
+# Everything installs into .venv/ at the repository root, pinned by constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATASET ?= out/demo
+SOURCE ?= virtual:6
+
+.PHONY: setup demo test test-fast lint bench audit report clean official
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[all,dev]"
+	@touch $(STAMP)
+
+demo: setup
+	$(PY) -m engine.run build-motionvid-qa --dataset $(DATASET) --source $(SOURCE)
+	$(PY) -m engine.run audit --dataset $(DATASET)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not ray"
+
+lint: setup
+	$(PY) -m ruff check .
+
+bench: setup
+	$(PY) bench/pipeline.py --clips 100
+
+audit: setup
+	$(PY) -m engine.run audit --dataset $(DATASET)
+
+# The official sam2 / groundingdino-py packages, without their CUDA-pulling dependencies.
+official: setup
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install -q --no-deps --no-build-isolation sam2==1.1.0 groundingdino-py==0.4.0
+
+clean:
+	rm -rf out report .pytest_cache

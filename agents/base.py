@@ -1,0 +1,168 @@
+"""The one stage shape every agent shares.
+
+A stage is a class with a typed config (cheap to construct), `setup()` that loads its model once
+per actor, and `process_batch(batch)` mapping the rows of one shard of clips to new rows and
+rejection rows. It declares the tables it reads and writes and the resources it needs; the engine
+checks those when the pipeline is built and decides where the stage runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas import RejectionRow, Row, row_model, stable_id
+from schemas.enums import RETRYABLE_REASONS
+
+
+class Resources(BaseModel):
+    """What one actor of a stage needs, and how many actors run it."""
+
+    model_config = ConfigDict(extra="forbid")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs per actor")
+    num_gpus: float = Field(0.0, ge=0, description="GPU fraction per actor (0.5 packs two per GPU)")
+    memory_gb: float | None = Field(None, gt=0, description="memory reserved per actor")
+    actors: int = Field(1, ge=1, description="actor-pool size")
+    max_in_flight: int = Field(2, ge=1, description="shards queued on one actor at a time")
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's typed config: unknown keys are errors, so typos surface at once."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    resources: Resources = Field(default_factory=Resources)
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """What decides the stage's output: everything but placement."""
+        return self.model_dump(mode="json", exclude={"resources"})
+
+
+@dataclass
+class SourceItem:
+    """One entry of a source, before ingest: a video (or a span of one) and what came with it."""
+
+    source_key: str
+    video_path: str
+    source: str  # virtual | folder | manifest
+    caption: str | None = None
+    start: float | None = None
+    end: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    signature: str = ""  # changes when the underlying file changes (size, mtime)
+
+
+@dataclass
+class Batch:
+    """The input of one stage call: one shard's source items and the rows upstream stages made."""
+
+    root: Path
+    items: list[SourceItem] = field(default_factory=list)
+    tables: dict[str, list[Row]] = field(default_factory=dict)
+
+    def rows(self, table: str) -> list[Any]:
+        return self.tables.get(table, [])
+
+    @property
+    def clips(self) -> list[Any]:
+        return self.rows("clips")
+
+    def by_clip(self, table: str) -> dict[str, list[Any]]:
+        grouped: dict[str, list[Any]] = defaultdict(list)
+        for row in self.rows(table):
+            grouped[row.clip_id].append(row)
+        return grouped
+
+    def resolve(self, video_path: str) -> Path:
+        path = Path(video_path)
+        return path if path.is_absolute() else self.root / path
+
+
+@dataclass
+class StageOutput:
+    """What a stage call returns: new rows per table and rejection rows."""
+
+    rows: dict[str, list[Row | dict]] = field(default_factory=lambda: defaultdict(list))
+    rejections: list[RejectionRow] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, table: str, row: Row | dict) -> None:
+        self.rows[table].append(row)
+
+    def reject(
+        self, stage: str, item_id: str, reason: str, detail: str = "", clip_id: str | None = None
+    ) -> None:
+        self.rejections.append(
+            RejectionRow(
+                rejection_id=stable_id("rejection", stage, item_id, reason),
+                item_id=item_id,
+                clip_id=clip_id,
+                stage=stage,
+                reason=reason,
+                detail=detail[:500],
+                retryable=reason in RETRYABLE_REASONS,
+            )
+        )
+        self.counters[f"rejected_{reason}"] += 1
+
+
+C = TypeVar("C", bound=StageConfig)
+
+
+class Stage(Generic[C]):
+    """Base class of every stage. Subclasses set `name`, `config_model`, `reads`, `writes`,
+    `version`, and implement `process_batch`; model-backed stages also implement `setup`."""
+
+    name: ClassVar[str]
+    config_model: ClassVar[type[StageConfig]] = StageConfig
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    # Bump when the stage's code changes its output, so refresh recomputes what it made.
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: C | dict | None = None):
+        if isinstance(config, StageConfig):
+            self.config: C = config  # type: ignore[assignment]
+        else:
+            self.config = self.config_model.model_validate(config or {})  # type: ignore[assignment]
+        self._ready = False
+
+    @property
+    def resources(self) -> Resources:
+        return self.config.resources
+
+    def setup(self) -> None:
+        """Load models. Called once per actor, before the first batch."""
+
+    def ensure_setup(self) -> None:
+        if not self._ready:
+            self.setup()
+            self._ready = True
+
+    def process_batch(self, batch: Batch) -> StageOutput:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Release models."""
+
+    def __call__(self, batch: Batch) -> StageOutput:
+        self.ensure_setup()
+        return self.process_batch(batch)
+
+    def fingerprint(self) -> str:
+        """Identifies what this stage would produce: code version and output-relevant config."""
+        payload = json.dumps(
+            {"stage": self.name, "version": self.version, "config": self.config.fingerprint_fields()},
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @classmethod
+    def check_tables(cls) -> None:
+        for table in (*cls.reads, *cls.writes):
+            row_model(table)  # raises on an unknown table name

@@ -1,0 +1,1 @@
+"""The framework: CLI, pipeline, dataset store, executors, progress and audit."""

@@ -1,0 +1,51 @@
+"""Row models, Arrow schemas and enums of the dataset contract.
+
+This package is the bottom layer: it imports nothing from the rest of the project.
+"""
+
+from schemas.enums import CaptionKind, McqCategory, Reason, Verdict
+from schemas.masks import Rle, decode_mask, encode_mask, encode_masks, mask_area, mask_box
+from schemas.rows import (
+    SCHEMA_VERSION,
+    CaptionRow,
+    ClipRow,
+    Lineage,
+    McqRow,
+    ObjectRow,
+    PreferenceRow,
+    RejectionRow,
+    ReviewRow,
+    Row,
+    SftRow,
+)
+from schemas.tables import TABLES, arrow_schema, row_model, stable_id, to_arrow, validate_rows
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "CaptionKind",
+    "CaptionRow",
+    "ClipRow",
+    "Lineage",
+    "McqCategory",
+    "McqRow",
+    "ObjectRow",
+    "PreferenceRow",
+    "Reason",
+    "RejectionRow",
+    "ReviewRow",
+    "Rle",
+    "Row",
+    "SftRow",
+    "Verdict",
+    "arrow_schema",
+    "decode_mask",
+    "encode_mask",
+    "encode_masks",
+    "mask_area",
+    "mask_box",
+    "row_model",
+    "stable_id",
+    "to_arrow",
+    "validate_rows",
+]
