@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.errors import UserError
 from schemas import SCHEMA_VERSION, TABLES, Row, arrow_schema, row_model, to_arrow
 
 STAGING = "_staging"
@@ -36,7 +37,7 @@ RUN_FILE = "run.json"
 MANIFEST = "MANIFEST.json"
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A dataset root that cannot be used; the message is meant for the user."""
 
 

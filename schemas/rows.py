@@ -90,6 +90,15 @@ class ClipRow(_WithLineage):
         return self
 
 
+class PhraseRow(_WithLineage):
+    TABLE: ClassVar[str] = "phrases"
+    KEY: ClassVar[str] = "phrase_id"
+    phrase_id: str = Field(min_length=8)
+    clip_id: str = Field(min_length=8)
+    text: str = Field(min_length=1, description="a noun or referring phrase to ground")
+    kind: str = Field(pattern=r"^(noun|referring)$")
+
+
 class ObjectRow(_WithLineage):
     TABLE: ClassVar[str] = "objects"
     KEY: ClassVar[str] = "object_id"
@@ -228,6 +237,12 @@ ClipRow.ARROW = _schema("clips", [
     pa.field("caption", pa.string()),
     pa.field("frame_indices", pa.list_(pa.int32()), nullable=False),
     pa.field("metadata", pa.string()),
+])
+PhraseRow.ARROW = _schema("phrases", [
+    pa.field("phrase_id", _ID, nullable=False),
+    pa.field("clip_id", _ID, nullable=False),
+    pa.field("text", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
 ])
 ObjectRow.ARROW = _schema("objects", [
     pa.field("object_id", _ID, nullable=False),

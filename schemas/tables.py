@@ -14,6 +14,7 @@ from schemas.rows import (
     ClipRow,
     McqRow,
     ObjectRow,
+    PhraseRow,
     PreferenceRow,
     RejectionRow,
     ReviewRow,
@@ -23,7 +24,7 @@ from schemas.rows import (
 
 TABLES: dict[str, type[Row]] = {
     m.TABLE: m
-    for m in (ClipRow, ObjectRow, CaptionRow, ReviewRow, McqRow, SftRow, PreferenceRow, RejectionRow)
+    for m in (ClipRow, PhraseRow, ObjectRow, CaptionRow, ReviewRow, McqRow, SftRow, PreferenceRow, RejectionRow)
 }
 
 

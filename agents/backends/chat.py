@@ -1,0 +1,164 @@
+"""The chat boundary every language-model stage talks through.
+
+A stage builds `ChatRequest`s (OpenAI-style messages, images as PIL images or data URLs, an
+optional pydantic model the answer must satisfy) and gets `ChatResult`s back, one per request,
+in order. A backend never raises for one bad answer: it returns a result with `error` set to a
+reason code, so the stage can turn it into a rejection row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+@dataclass
+class ChatRequest:
+    messages: list[dict[str, Any]]  # OpenAI chat format; image parts: {"type": "image", "image": PIL}
+    response_model: type[BaseModel] | None = None
+    max_tokens: int = 512
+    temperature: float = 0.0
+    seed: int | None = 0
+    cache_key: str | None = None  # set by the stage: (input, agent, prompt version) digest
+
+    def digest(self, model: str) -> str:
+        """Identifies the request for the response cache: messages, schema, sampling, model."""
+        schema = self.response_model.model_json_schema() if self.response_model else None
+        payload = json.dumps(
+            [_digestable(self.messages), schema, self.max_tokens, self.temperature, self.seed, model],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass
+class ChatResult:
+    text: str = ""
+    parsed: BaseModel | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None  # a reason code: parse_failed, api_error, ...
+    detail: str = ""
+    retryable: bool = False
+    cached: bool = False
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class ChatBackend(ABC):
+    """Where a model runs: a local checkpoint, an OpenAI-compatible endpoint, or a test script."""
+
+    model: str
+    revision: str = "main"
+
+    def setup(self) -> None:
+        """Load the model or open the client; called once per actor."""
+
+    @abstractmethod
+    def chat_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """Answer every request, in order; never raise for a single bad answer."""
+
+    def teardown(self) -> None:
+        pass
+
+
+def parse_answer(text: str, response_model: type[BaseModel] | None) -> ChatResult:
+    """Parse model text into the response model; a failure is a `parse_failed` result."""
+    if response_model is None:
+        return ChatResult(text=text)
+    candidate = extract_json(text)
+    if candidate is None:
+        return ChatResult(text=text, error="parse_failed", detail="no JSON object in the answer")
+    try:
+        return ChatResult(text=text, parsed=response_model.model_validate(candidate))
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return ChatResult(text=text, error="parse_failed", detail=f"{where}: {first['msg']}"[:300])
+
+
+def extract_json(text: str) -> Any | None:
+    """The first JSON object in `text`, tolerating code fences and prose around it."""
+    start = text.find("{")
+    while start != -1:
+        depth = 0
+        in_string = False
+        escaped = False
+        for end in range(start, len(text)):
+            ch = text[end]
+            if in_string:
+                escaped = ch == "\\" and not escaped
+                if ch == '"' and not escaped:
+                    in_string = False
+                continue
+            if ch == '"':
+                in_string = True
+            elif ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    try:
+                        return json.loads(text[start : end + 1])
+                    except json.JSONDecodeError:
+                        break
+        start = text.find("{", start + 1)
+    return None
+
+
+class ScriptedChatBackend(ChatBackend):
+    """A fake at the model boundary for tests: answers come from a function of the request."""
+
+    def __init__(self, answer: Callable[[ChatRequest], str], model: str = "scripted", revision: str = "test"):
+        self.answer = answer
+        self.model = model
+        self.revision = revision
+        self.requests: list[ChatRequest] = []
+
+    def chat_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        results = []
+        for request in requests:
+            self.requests.append(request)
+            text = self.answer(request)
+            result = parse_answer(text, request.response_model)
+            result.prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.messages)
+            result.completion_tokens = len(text.split())
+            results.append(result)
+        return results
+
+
+def _digestable(messages: list[dict[str, Any]]) -> Any:
+    """Messages with images replaced by a hash of their pixels, so the digest is stable."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if part.get("type") == "image" and hasattr(part.get("image"), "tobytes"):
+                    image = part["image"]
+                    parts.append({"type": "image", "sha": hashlib.sha256(image.tobytes()).hexdigest()})
+                else:
+                    parts.append(part)
+            out.append({**message, "content": parts})
+        else:
+            out.append(message)
+    return out
+
+
+@dataclass
+class ChatStats:
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
