@@ -1,0 +1,135 @@
+"""Video I/O with PyAV: probing, decoding chosen frames, writing H.264 mp4."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    duration: float
+
+
+class VideoError(Exception):
+    """A file that is not a usable video; `reason` is a rejection code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
+    """Open a video and read its size, rate and length; raise VideoError with a reason code.
+
+    With count_frames the stream is demuxed packet by packet (cheap, no decoding), since
+    container frame counts are often missing or wrong, and the last packet is decoded so a
+    truncated file is caught here rather than in a GPU stage.
+    """
+    import av
+
+    path = Path(path)
+    if not path.exists():
+        raise VideoError("source_missing", f"{path} does not exist")
+    if path.stat().st_size == 0:
+        raise VideoError("empty_file", f"{path.name} is empty (0 bytes)")
+    try:
+        container = av.open(str(path))
+    except av.error.InvalidDataError as err:
+        raise VideoError("not_a_video", f"{path.name} is not a video container: {err}") from None
+    except av.error.FFmpegError as err:
+        raise VideoError("decode_error", f"{path.name}: {err}") from None
+    with container:
+        if not container.streams.video:
+            raise VideoError("no_video_stream", f"{path.name} has no video stream")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
+        width, height = stream.codec_context.width, stream.codec_context.height
+        num_frames = _count_decodable(container, stream) if count_frames else int(stream.frames or 0)
+    if width <= 0 or height <= 0 or fps <= 0:
+        raise VideoError("decode_error", f"{path.name}: no frame size or frame rate in the stream")
+    if num_frames < 2:
+        raise VideoError("too_few_frames", f"{path.name} has {num_frames} decodable frame(s); need 2")
+    return VideoInfo(num_frames, fps, width, height, num_frames / fps)
+
+
+def _count_decodable(container, stream) -> int:
+    import av
+
+    count = 0
+    try:
+        for frame in container.decode(stream):
+            count += 1
+            del frame
+    except av.error.FFmpegError as err:
+        if count == 0:
+            raise VideoError("truncated_video", f"no frame decodes: {err}") from None
+        raise VideoError("truncated_video", f"decoding stops after {count} frames: {err}") from None
+    expected = int(stream.frames or 0)
+    if expected and count < expected * 0.9:
+        raise VideoError("truncated_video", f"only {count} of {expected} frames decode")
+    return count
+
+
+def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
+    """Decode the frames at `indices` (any order, repeats allowed) as (T, H, W, 3) uint8 RGB.
+
+    Decodes the stream once, front to back, keeping only the wanted frames.
+    """
+    import av
+
+    wanted = set(int(i) for i in indices)
+    if not wanted:
+        raise ValueError("no frame indices to read")
+    last = max(wanted)
+    found: dict[int, np.ndarray] = {}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for position, frame in enumerate(container.decode(stream)):
+                if position in wanted:
+                    found[position] = frame.to_ndarray(format="rgb24")
+                if position >= last:
+                    break
+        except av.error.FFmpegError:
+            pass  # reported below as missing frames
+    missing = sorted(i for i in wanted if i not in found)
+    if missing:
+        raise VideoError("truncated_video", f"frames {missing[:5]} could not be decoded from {Path(path).name}")
+    return np.stack([found[int(i)] for i in indices])
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf: int = 18) -> None:
+    """Write RGB uint8 frames as H.264 (yuv420p) mp4. Width and height must be even."""
+    from fractions import Fraction
+
+    import av
+
+    frames = iter(frames)
+    first = next(frames)
+    height, width = first.shape[:2]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for array in _chain(first, frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
