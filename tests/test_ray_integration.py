@@ -1,0 +1,104 @@
+"""The engine on real Ray: a local cluster started by the run, and `ray job submit` against a
+head started with `ray start --head` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from engine.run import main as cli
+from tests.helpers_media import write_bad_files, write_good_clip
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _count(root, sql):
+    return duckdb.sql(sql.replace("{root}", str(root))).fetchall()
+
+
+def test_build_on_local_ray_cluster(ray_local, tmp_path):
+    src = tmp_path / "videos"
+    expected = write_bad_files(src)
+    for i in range(3):
+        write_good_clip(src / f"good{i}.mp4", seed=i)
+    code = cli(["build-motionvid-qa", "--dataset", str(tmp_path / "ds"), "--source", str(src),
+                "--stages", "ingest", "--shard-size", "2"])
+    assert code == 0
+    assert _count(tmp_path / "ds", "SELECT count(*) FROM '{root}/clips/*.parquet'") == [(3,)]
+    reasons = _count(tmp_path / "ds", "SELECT reason FROM '{root}/rejections/*.parquet' ORDER BY reason")
+    assert sorted(r for (r,) in reasons) == sorted(expected.values())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def ray_head():
+    """A real Ray head on loopback, in its own temp dir so only its processes are stopped."""
+    temp_dir = tempfile.mkdtemp(prefix="vr", dir="/tmp")  # short: Ray puts unix sockets in it
+    port, dash = _free_port(), _free_port()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    start = subprocess.run(
+        [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=4",
+         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        yield f"http://127.0.0.1:{dash}", env
+    finally:
+        _stop_processes_under(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _stop_processes_under(temp_dir: str) -> None:
+    """`ray stop` would stop every Ray cluster on the machine; stop only this head's processes."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if temp_dir.encode() in cmdline:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    time.sleep(0.5)
+
+
+def test_ray_job_submit_against_a_running_head(ray_head, tmp_path):
+    address, env = ray_head
+    src = tmp_path / "videos"
+    src.mkdir()
+    write_good_clip(src / "good.mp4", seed=7)
+    (src / "empty.mp4").write_bytes(b"")
+    dataset = tmp_path / "ds"
+    job = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+         "python", "-m", "engine.run", "build-motionvid-qa", "--dataset", str(dataset),
+         "--source", str(src), "--stages", "ingest"],
+        env=env, capture_output=True, text=True, timeout=400, cwd=REPO,
+    )
+    assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+    assert "succeeded" in job.stdout + job.stderr
+    assert _count(dataset, "SELECT count(*) FROM '{root}/clips/*.parquet'") == [(1,)]
+    assert _count(dataset, "SELECT reason FROM '{root}/rejections/*.parquet'") == [("empty_file",)]
