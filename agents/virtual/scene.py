@@ -356,3 +356,21 @@ def _clear_of(spec: SceneSpec, obj: SceneObject, placed: list[SceneObject]) -> b
         if np.hypot(x - ox, y - oy)[0] < EXTENT * (obj.radius + other.radius) + 4:
             return False
     return True
+
+
+def scene_from_metadata(metadata: str | None) -> SceneSpec:
+    """The scene a virtual clip row carries in `metadata` ({"virtual": spec}); ValueError if none.
+
+    pydantic's ValidationError is a ValueError, so one except clause covers every bad input.
+    """
+    import json
+
+    if not metadata:
+        raise ValueError("the clip has no metadata")
+    try:
+        payload = json.loads(metadata)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"metadata is not JSON: {err}") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("virtual"), dict):
+        raise ValueError('metadata has no "virtual" scene object')
+    return SceneSpec.model_validate(payload["virtual"])
