@@ -42,7 +42,7 @@ def test_rows_are_valid_exact_and_stable(tmp_path):
             assert row.label == obj.label and row.score == 1.0 and row.source == "virtual"
             assert (row.agent, row.model, row.model_revision, row.prompt_version) == (
                 "ground_truth", "virtual-renderer", spec.renderer_version, "none")
-            for frame, rle, box in zip(row.frame_indices, row.masks, row.boxes):
+            for frame, rle, box in zip(row.frame_indices, row.masks, row.boxes, strict=True):
                 decoded = decode_mask(rle)
                 assert decoded.shape == (clip.height, clip.width) and rle.size == [clip.height, clip.width]
                 assert (decoded == masks[clip.frame_indices.index(frame), obj.index]).all()

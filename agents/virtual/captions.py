@@ -57,7 +57,7 @@ def motion_caption(spec: SceneSpec) -> str:
     still = [o for o in spec.objects if not o.actions]
     if movers:
         text = _object_clause(movers[0])
-        for previous, current in zip(movers, movers[1:]):
+        for previous, current in zip(movers, movers[1:], strict=False):
             after = min(a.start_frame for a in current.actions) >= max(a.end_frame for a in previous.actions)
             text += (", then " if after else ", and ") + _object_clause(current)
         camera = camera_phrase(spec)

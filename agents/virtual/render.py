@@ -67,7 +67,7 @@ def silhouettes(spec: SceneSpec, frame: int) -> np.ndarray:
 def _inside_polygon(u: np.ndarray, v: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     """Even-odd crossing test over a pixel grid, one numpy pass per edge."""
     inside = np.zeros(np.broadcast_shapes(u.shape, v.shape), dtype=bool)
-    for (xa, ya), (xb, yb) in zip(polygon, np.roll(polygon, 1, axis=0)):
+    for (xa, ya), (xb, yb) in zip(polygon, np.roll(polygon, 1, axis=0), strict=True):
         if ya == yb:
             continue  # a horizontal edge is never crossed by a horizontal ray
         straddles = (ya > v) != (yb > v)
@@ -125,7 +125,7 @@ def render_frames(spec: SceneSpec) -> Iterator[np.ndarray]:
     colours = [np.array(COLOURS[o.colour], dtype=np.uint8) for o in spec.objects]
     for frame in range(spec.num_frames):
         image = backdrop.at(frame)
-        for obj, shape in zip(spec.objects, silhouettes(spec, frame)):
+        for obj, shape in zip(spec.objects, silhouettes(spec, frame), strict=True):
             image[shape] = colours[obj.index]  # draw order: later objects paint over earlier ones
         yield image
 

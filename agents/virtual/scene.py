@@ -270,7 +270,7 @@ def _primary_actions(rng, scenario: str, num_frames: int, scale: float, used: se
         kinds = [str(k) for k in rng.choice(ACTION_KINDS, 2, replace=False)]
         mid = num_frames // 2
         spans = [(1, mid - 1), (mid + 1, num_frames - 1)]
-        return [_action(rng, kind, s, e, scale, used) for kind, (s, e) in zip(kinds, spans)]
+        return [_action(rng, kind, s, e, scale, used) for kind, (s, e) in zip(kinds, spans, strict=True)]
     kind = {"translate": "move", "rotate": "spin", "bounce": "bounce"}[scenario]
     start = int(rng.integers(0, max(1, num_frames // 6)))
     end = min(num_frames - 1, start + int(rng.integers(int(0.6 * num_frames), int(0.8 * num_frames) + 1)))
@@ -285,7 +285,7 @@ def _secondary_actions(rng, position: int, num_frames: int, scale: float, used: 
         kinds = _free_kinds(rng, 2, used)
         mid = num_frames // 2
         spans = [(1, mid - 1), (mid + 1, num_frames - 1)]
-        return [_action(rng, k, s, e, scale, used) for k, (s, e) in zip(kinds, spans)]
+        return [_action(rng, k, s, e, scale, used) for k, (s, e) in zip(kinds, spans, strict=False)]
     kinds = _free_kinds(rng, 1, used)
     length = int(rng.integers(int(0.4 * num_frames), int(0.8 * num_frames) + 1))
     start = int(rng.integers(0, max(1, num_frames - 1 - length)))
