@@ -1,0 +1,80 @@
+"""Template MCQs for virtual clips, in the six MotionBench categories, from the scene metadata.
+
+Reads `clips` and the ground-truth `objects`; writes `mcqs` with source "template". Questions only
+name objects the ground truth saw in the clip's sampled frames (all objects when the clip has no
+ground-truth rows). Which categories a scene can support, and what is skipped, is documented in
+`agents.virtual.questions`. Non-virtual clips pass by; an unreadable scene is a rejection.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+
+from agents.base import Batch, Stage, StageConfig, StageOutput
+from agents.ground_truth import SOURCE, ground_truth_object_id
+from agents.virtual.questions import TEMPLATE_VERSION, TemplateQuestion, template_questions
+from agents.virtual.scene import SceneSpec, scene_from_metadata
+from schemas import ClipRow, Lineage, McqCategory, McqRow, stable_id
+from schemas.enums import MOTION_CATEGORIES
+
+
+class TemplateWriterConfig(StageConfig):
+    seed: int = Field(0, description="seeds distractor choice and option order")
+    categories: list[McqCategory] = Field(
+        default_factory=lambda: list(MOTION_CATEGORIES), description="MotionBench categories to write"
+    )
+
+    @field_validator("categories")
+    @classmethod
+    def _motion_only(cls, categories: list[McqCategory]) -> list[McqCategory]:
+        wrong = [str(c) for c in categories if c not in MOTION_CATEGORIES]
+        if wrong:
+            raise ValueError(f"template questions cover MR, LM, CM, MO, AO, RC only, not {wrong}")
+        return categories
+
+
+class TemplateQuestionWriter(Stage[TemplateWriterConfig]):
+    name: ClassVar[str] = "template_writer"
+    config_model: ClassVar[type[StageConfig]] = TemplateWriterConfig
+    reads: ClassVar[tuple[str, ...]] = ("clips", "objects")
+    writes: ClassVar[tuple[str, ...]] = ("mcqs",)
+    version: ClassVar[str] = "1"
+
+    def process_batch(self, batch: Batch) -> StageOutput:
+        out = StageOutput()
+        objects = batch.by_clip("objects")
+        lineage = Lineage(agent=self.name, model="template", model_revision=TEMPLATE_VERSION,
+                          prompt_version=TEMPLATE_VERSION)
+        for clip in batch.clips:
+            if clip.source != SOURCE:
+                continue
+            try:
+                spec = scene_from_metadata(clip.metadata)
+            except ValueError as err:
+                out.reject(self.name, clip.clip_id, "invalid_metadata", str(err), clip_id=clip.clip_id)
+                continue
+            visible = _visible(spec, clip, objects.get(clip.clip_id, []))
+            categories = [str(c) for c in self.config.categories]
+            for question in template_questions(spec, self.config.seed, clip.clip_id, visible, categories):
+                out.add("mcqs", self._row(clip, question, lineage))
+                out.counters[f"mcq_{question.category}"] += 1
+        return out
+
+    def _row(self, clip: ClipRow, q: TemplateQuestion, lineage: Lineage) -> McqRow:
+        return McqRow.build(
+            lineage,
+            question_id=stable_id("mcq", clip.clip_id, q.category, q.question, TEMPLATE_VERSION, self.config.seed),
+            clip_id=clip.clip_id,
+            object_ids=[ground_truth_object_id(clip.clip_id, i) for i in q.object_indices],
+            category=q.category, question=q.question, options=q.options, answer=q.answer,
+            source="template", evidence=q.evidence,
+        )
+
+
+def _visible(spec: SceneSpec, clip: ClipRow, rows: list) -> set[int] | None:
+    """Indices of the objects the ground truth found in the sampled frames; None = no ground truth."""
+    ids = {ground_truth_object_id(clip.clip_id, o.index): o.index for o in spec.objects}
+    found = {ids[r.object_id] for r in rows if r.source == SOURCE and r.object_id in ids}
+    return found if any(r.source == SOURCE for r in rows) else None
