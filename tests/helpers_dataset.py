@@ -234,3 +234,13 @@ def write_dataset(root: str | Path) -> Fixture:
     for stage, tables in groups.items():
         store.commit(store.stage_shard(stage, "shard0", tables), {"fixture": True})
     return fx
+
+
+def batch_from_store(root: str | Path, tables: tuple[str, ...]):
+    """A stage `Batch` holding every row of `tables` in the dataset at `root` (one shard of everything)."""
+    from agents.base import Batch
+    from schemas import row_model
+
+    store = DatasetStore(root)
+    rows = {t: [row_model(t).model_validate(r) for r in store.read_table(t).to_pylist()] for t in tables}
+    return Batch(root=Path(root), tables=rows)
