@@ -72,7 +72,8 @@ def test_videorefer_validation_names_each_known_pain(fx):
 
 
 def test_motionbench_lines_and_predictions_template(fx, tmp_path):
-    export(fx.root, "motionbench", tmp_path)
+    report = export(fx.root, "motionbench", tmp_path)
+    assert sum(v for k, v in report.written.items() if k.startswith("answer_")) == report.written["questions"]
     lines = [json.loads(line) for line in (tmp_path / "motionbench.jsonl").read_text().splitlines()]
     template = json.loads((tmp_path / "predictions-template.json").read_text())
     qas = {qa["uid"]: qa for line in lines for qa in line["qa"]}

@@ -10,7 +10,7 @@ the shape MotionBench takes submissions in.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from engine.export import LETTERS, MOTION_CATEGORY_NAMES, ExportReport, ExportView, write_json, write_jsonl
@@ -32,6 +32,8 @@ def export(view: ExportView, out: Path) -> ExportReport:
     write_json(out / "predictions-template.json", {uid: "" for uid in uids})
     report.files += [str(out / "motionbench.jsonl"), str(out / "predictions-template.json")]
     report.written.update(videos=len(lines), questions=len(uids))
+    # the letter balance as exported (after the recorded shuffle), for the user to see at a glance
+    report.written.update(Counter(f"answer_{qa['answer']}" for line in lines for qa in line["qa"]))
     return report
 
 
