@@ -194,6 +194,25 @@ class PreferenceRow(_WithLineage):
     error_type: str = Field(description="how rejected is wrong: wrong_direction, wrong_order, ...")
 
 
+class McqCheckRow(_WithLineage):
+    """One quality check of one question, with its outcome: checks are recorded, never applied
+    silently. Consumers (exports, audit) drop questions with any `drop` outcome and carry `flag`s."""
+
+    TABLE: ClassVar[str] = "mcq_checks"
+    KEY: ClassVar[str] = "check_id"
+    check_id: str = Field(min_length=8)
+    question_id: str = Field(min_length=8)
+    clip_id: str = Field(min_length=8)
+    check: str = Field(
+        pattern=r"^(options_unique|length_giveaway|duplicate|blind|consistency|letter_shuffle)$"
+    )
+    outcome: str = Field(pattern=r"^(pass|flag|drop)$")
+    detail: str = ""
+    order: list[int] | None = Field(
+        default=None, description="letter_shuffle: new option order as indices into the original options"
+    )
+
+
 class RejectionRow(Row):
     TABLE: ClassVar[str] = "rejections"
     KEY: ClassVar[str] = "rejection_id"
@@ -298,6 +317,15 @@ PreferenceRow.ARROW = _schema("preferences", [
     pa.field("chosen", pa.string(), nullable=False),
     pa.field("rejected", pa.string(), nullable=False),
     pa.field("error_type", pa.string(), nullable=False),
+])
+McqCheckRow.ARROW = _schema("mcq_checks", [
+    pa.field("check_id", _ID, nullable=False),
+    pa.field("question_id", _ID, nullable=False),
+    pa.field("clip_id", _ID, nullable=False),
+    pa.field("check", pa.string(), nullable=False),
+    pa.field("outcome", pa.string(), nullable=False),
+    pa.field("detail", pa.string(), nullable=False),
+    pa.field("order", pa.list_(pa.int32())),
 ])
 RejectionRow.ARROW = _schema("rejections", [
     pa.field("rejection_id", _ID, nullable=False),

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from schemas.rows import (
     CaptionRow,
     ClipRow,
+    McqCheckRow,
     McqRow,
     ObjectRow,
     PhraseRow,
@@ -24,7 +25,7 @@ from schemas.rows import (
 
 TABLES: dict[str, type[Row]] = {
     m.TABLE: m
-    for m in (ClipRow, PhraseRow, ObjectRow, CaptionRow, ReviewRow, McqRow, SftRow, PreferenceRow, RejectionRow)
+    for m in (ClipRow, PhraseRow, ObjectRow, CaptionRow, ReviewRow, McqRow, SftRow, PreferenceRow, McqCheckRow, RejectionRow)
 }
 
 

@@ -1,0 +1,245 @@
+"""Quality checks of multiple-choice questions, each recorded per question with its outcome.
+
+Reads `mcqs` and `captions`; writes `mcq_checks` (never edits `mcqs`: consumers drop questions
+with a `drop` outcome and carry `flag`s, see `engine.export`). Checks, in order:
+- options_unique: options that differ only by case, punctuation or articles -> drop;
+- length_giveaway: the answer is the longest option and `length_ratio` times the mean distractor
+  length -> flag (or drop);
+- duplicate: near-identical questions (token Jaccard of question and options) in the same clip
+  -> drop all but one (template questions win, being correct by construction); the same question
+  and options on several clips of the batch -> flag (low diversity). Dataset-wide duplicates
+  beyond one shard are removed at export time;
+- letter_shuffle: a seeded permutation of the options per question (deterministic), recorded as
+  `order`; the before/after answer-letter counts land in the counters (`letter_before_A`, ...);
+- blind: a text-only model answers the question without the video `blind_tries` times; if it is
+  right more often than chance allows (one-sided binomial test at `blind_alpha`) the question tests
+  language priors, not motion -> drop (or flag);
+- consistency: a model judges whether the answer is derivable from the source caption -> drop (or
+  flag) when not; an unreadable verdict is a flag.
+The model-backed checks skip questions already dropped by a rule.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter, defaultdict
+from math import comb
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agents.backends.chat import ChatBackend, ChatRequest, ChatResult
+from agents.base import Batch, Stage, StageConfig, StageOutput
+from agents.question_writer import Prompt
+from schemas import Lineage, McqCheckRow, stable_id
+
+LETTERS = "ABCD"
+Action = Literal["flag", "drop"]
+_ARTICLES = {"a", "an", "the"}
+
+
+class BlindAnswer(BaseModel):
+    answer: Literal["A", "B", "C", "D"]
+
+
+class ConsistencyVerdict(BaseModel):
+    derivable: bool
+    reason: str = ""
+
+
+class McqFiltersConfig(StageConfig):
+    chat: dict[str, Any] = Field(default_factory=dict, description="ChatModelConfig fields of the checking model")
+    seed: int = Field(0, description="seed of the letter shuffle")
+    length_ratio: float = Field(1.8, gt=1, description="answer / mean distractor length that gives it away")
+    length_action: Action = "flag"
+    dedup_jaccard: float = Field(0.85, gt=0, le=1, description="token overlap above which questions are the same")
+    blind: bool = True
+    blind_tries: int = Field(3, ge=1)
+    blind_alpha: float = Field(0.05, gt=0, lt=1)
+    blind_temperature: float = Field(1.0, ge=0)
+    blind_action: Action = "drop"
+    consistency: bool = True
+    consistency_action: Action = "drop"
+    blind_prompt: str = "mcq_filters.blind.v1"
+    consistency_prompt: str = "mcq_filters.consistency.v1"
+
+
+def normalise_option(text: str) -> str:
+    words = re.sub(r"[^\w\s]", " ", text.lower()).split()
+    return " ".join(w for w in words if w not in _ARTICLES)
+
+
+def tokens(question) -> set[str]:
+    return set(normalise_option(" ".join([question.question, *question.options])).split())
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def shuffle_order(question_id: str, n: int, seed: int) -> list[int]:
+    order = list(range(n))
+    random.Random(stable_id("letter_shuffle", seed, question_id)).shuffle(order)
+    return order
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): how likely k right answers are by chance."""
+    return sum(comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
+def presented(question, order: list[int]) -> tuple[list[str], str]:
+    """Options in shuffled order and the answer letter that goes with them."""
+    options = [question.options[i] for i in order]
+    return options, LETTERS[order.index(LETTERS.index(question.answer))]
+
+
+def question_block(question: str, options: list[str]) -> str:
+    return question + "\n" + "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
+
+
+class McqFilters(Stage[McqFiltersConfig]):
+    name = "mcq_filters"
+    config_model = McqFiltersConfig
+    reads = ("mcqs", "captions")
+    writes = ("mcq_checks",)
+    version = "1"
+
+    def __init__(self, config=None, backend: ChatBackend | None = None):
+        super().__init__(config)
+        self.backend = backend
+        self.blind_prompt = Prompt(self.config.blind_prompt)
+        self.consistency_prompt = Prompt(self.config.consistency_prompt)
+
+    def setup(self) -> None:
+        if self.backend is None and (self.config.blind or self.config.consistency):
+            from agents.backends.chat import ChatModelConfig, make_chat_backend
+
+            self.backend = make_chat_backend(ChatModelConfig.model_validate(self.config.chat))
+        if self.backend is not None:
+            self.backend.setup()
+
+    def process_batch(self, batch: Batch) -> StageOutput:
+        out = StageOutput()
+        questions = sorted(batch.rows("mcqs"), key=lambda q: (q.source != "template", q.question_id))
+        self.outcomes: dict[str, list[str]] = defaultdict(list)
+        self.orders: dict[str, list[int]] = {}
+        for q in questions:
+            self._options_unique(out, q)
+            self._length_giveaway(out, q)
+            self._letter_shuffle(out, q)
+        self._duplicates(out, questions)
+        alive = [q for q in questions if "drop" not in self.outcomes[q.question_id]]
+        if self.config.blind and alive:
+            self._blind(out, alive)
+        if self.config.consistency and alive:
+            self._consistency(out, alive, batch)
+        return out
+
+    # ----- recording -----
+    def _record(self, out, q, check, outcome, detail="", order=None, lineage: Lineage | None = None) -> None:
+        lineage = lineage or Lineage(agent=self.name, model="rules", model_revision=self.version)
+        out.add("mcq_checks", McqCheckRow.build(
+            lineage, check_id=stable_id(self.name, q.question_id, check), question_id=q.question_id,
+            clip_id=q.clip_id, check=check, outcome=outcome, detail=detail[:500], order=order))
+        self.outcomes[q.question_id].append(outcome)
+        out.counters[f"{check}_{outcome}"] += 1
+
+    def _llm_lineage(self, prompt: Prompt, result: ChatResult) -> Lineage:
+        return Lineage(agent=self.name, model=self.backend.model, model_revision=self.backend.revision,
+                       prompt_version=prompt.version, prompt_tokens=result.prompt_tokens,
+                       completion_tokens=result.completion_tokens)
+
+    # ----- rule checks -----
+    def _options_unique(self, out, q) -> None:
+        seen = Counter(normalise_option(o) for o in q.options)
+        repeated = [o for o, n in seen.items() if n > 1 or not o]
+        self._record(out, q, "options_unique", "drop" if repeated else "pass",
+                     f"options repeat: {repeated}" if repeated else "")
+
+    def _length_giveaway(self, out, q) -> None:
+        lengths = [len(o.strip()) for o in q.options]
+        answer_len = lengths.pop(LETTERS.index(q.answer))
+        ratio = answer_len / max(1.0, sum(lengths) / len(lengths))
+        gives_away = ratio >= self.config.length_ratio and answer_len > max(lengths)
+        self._record(out, q, "length_giveaway", self.config.length_action if gives_away else "pass",
+                     f"answer {ratio:.2f}x the mean distractor length")
+
+    def _letter_shuffle(self, out, q) -> None:
+        order = shuffle_order(q.question_id, len(q.options), self.config.seed)
+        _, after = presented(q, order)
+        out.counters[f"letter_before_{q.answer}"] += 1
+        out.counters[f"letter_after_{after}"] += 1
+        self.orders[q.question_id] = order
+        self._record(out, q, "letter_shuffle", "pass", f"{q.answer} -> {after}", order=order)
+
+    def _duplicates(self, out, questions) -> None:
+        kept: dict[str, list[tuple[Any, set[str]]]] = defaultdict(list)
+        first_clip_of: dict[str, str] = {}
+        for q in questions:
+            words = tokens(q)
+            twin = next((k for k, kw in kept[q.clip_id] if jaccard(words, kw) >= self.config.dedup_jaccard), None)
+            if twin is not None:
+                self._record(out, q, "duplicate", "drop", f"near-identical to {twin.question_id} in the same clip")
+                continue
+            kept[q.clip_id].append((q, words))
+            key = " ".join(sorted(words))
+            elsewhere = first_clip_of.setdefault(key, q.clip_id)
+            if elsewhere != q.clip_id:
+                self._record(out, q, "duplicate", "flag", f"same question and options as on clip {elsewhere}")
+            else:
+                self._record(out, q, "duplicate", "pass")
+
+    # ----- model checks -----
+    def _blind(self, out, questions) -> None:
+        requests = []
+        for q in questions:
+            options, _ = presented(q, self.orders[q.question_id])
+            text = self.blind_prompt.render(question=question_block(q.question, options))
+            requests += [ChatRequest(messages=[{"role": "user", "content": text}], response_model=BlindAnswer,
+                                     max_tokens=16, temperature=self.config.blind_temperature, seed=self.config.seed + t,
+                                     cache_key=stable_id(self.name, self.blind_prompt.version, text, t))
+                         for t in range(self.config.blind_tries)]
+        results = self.backend.chat_batch(requests)
+        n = self.config.blind_tries
+        for i, q in enumerate(questions):
+            tries = results[i * n : (i + 1) * n]
+            _, answer = presented(q, self.orders[q.question_id])
+            right = sum(r.ok and r.parsed.answer == answer for r in tries)
+            unread = sum(not r.ok for r in tries)
+            p_value = binomial_tail(right, n, 1 / len(q.options))
+            outcome = self.config.blind_action if p_value < self.config.blind_alpha else "pass"
+            merged = ChatResult(prompt_tokens=sum(r.prompt_tokens for r in tries),
+                                completion_tokens=sum(r.completion_tokens for r in tries))
+            self._record(out, q, "blind", outcome,
+                         f"{right}/{n} right without the video (chance 1/{len(q.options)}, p={p_value:.3f}"
+                         + (f", {unread} unreadable" if unread else "") + ")",
+                         lineage=self._llm_lineage(self.blind_prompt, merged))
+
+    def _consistency(self, out, questions, batch: Batch) -> None:
+        captions = {c.caption_id: c.text for c in batch.rows("captions")}
+        captions.update({f"clip:{c.clip_id}": c.caption for c in batch.clips if c.caption})
+        asked, requests = [], []
+        for q in questions:
+            caption = captions.get(q.caption_id or "")
+            if caption is None:
+                why = "template question, correct by construction" if q.source == "template" else "source caption not found"
+                self._record(out, q, "consistency", "pass" if q.source == "template" else "flag", why)
+                continue
+            text = self.consistency_prompt.render(
+                caption=caption, question=question_block(q.question, q.options),
+                answer=f"{q.answer}. {q.options[LETTERS.index(q.answer)]}")
+            asked.append(q)
+            requests.append(ChatRequest(messages=[{"role": "user", "content": text}], response_model=ConsistencyVerdict,
+                                        max_tokens=128, temperature=0.0, seed=self.config.seed,
+                                        cache_key=stable_id(self.name, self.consistency_prompt.version, text)))
+        for q, result in zip(asked, self.backend.chat_batch(requests) if requests else [], strict=True):
+            lineage = self._llm_lineage(self.consistency_prompt, result)
+            if not result.ok:
+                self._record(out, q, "consistency", "flag", f"unverified ({result.error}): {result.detail}", lineage=lineage)
+            elif result.parsed.derivable:
+                self._record(out, q, "consistency", "pass", result.parsed.reason, lineage=lineage)
+            else:
+                self._record(out, q, "consistency", self.config.consistency_action, result.parsed.reason,
+                             lineage=lineage)

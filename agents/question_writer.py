@@ -1,0 +1,287 @@
+"""Question writer: motion captions -> MotionBench MCQs, SFT and preference data; object captions
+-> VideoRefer-style object questions.
+
+Reads `clips`, `objects`, `captions` (and `reviews`, to skip rejected objects); writes `mcqs`,
+`sft`, `preferences`. One chat request per motion caption (a clip-level `motion` or
+`refined_detailed` caption, else the clip's manifest caption, recorded as `caption_id`
+"clip:<clip_id>") and one per clip with captioned objects.
+
+Every question keeps the caption it came from and its evidence span, which must appear in that
+caption (else `ungrounded_answer`). Object questions name objects as [k] in the model's text; the
+writer turns each into a `<region>` placeholder and lists the object ids in the same order, so a
+VideoRefer export has exactly one region per object. Options are stored as the model wrote them:
+the `mcq_filters` stage balances answer letters (a seeded shuffle recorded per question).
+
+Example row: {"category": "RC", "question": "How many times does the ball bounce?", "options":
+["once", "twice", "three times", "four times"], "answer": "B", "evidence": "bounces twice", ...}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from string import Template
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from agents.backends.chat import ChatBackend, ChatRequest, ChatResult
+from agents.base import Batch, Stage, StageConfig, StageOutput
+from schemas import Lineage, McqRow, PreferenceRow, SftRow, stable_id
+
+PROMPTS = Path(__file__).parent / "prompts"
+LETTERS = "ABCD"
+ErrorType = Literal["wrong_direction", "wrong_order", "wrong_count", "wrong_object"]
+
+
+class MotionQuestion(BaseModel):
+    category: Literal["MR", "LM", "CM", "MO", "AO", "RC"]
+    question: str = Field(min_length=3)
+    options: list[str] = Field(min_length=3, max_length=4)
+    answer: Literal["A", "B", "C", "D"]
+    evidence: str = Field(min_length=1)
+
+
+class SftItem(BaseModel):
+    question: str = Field(min_length=3)
+    answer: str = Field(min_length=1)
+    rationale: str = Field(min_length=1)
+
+
+class PreferenceItem(BaseModel):
+    question: str = Field(min_length=3)
+    chosen: str = Field(min_length=1)
+    rejected: str = Field(min_length=1)
+    error_type: ErrorType
+
+
+class MotionAnswer(BaseModel):
+    questions: list[MotionQuestion]
+    sft: list[SftItem] = Field(default_factory=list)
+    preferences: list[PreferenceItem] = Field(default_factory=list)
+
+
+class ObjectQuestion(BaseModel):
+    category: Literal["basic", "reasoning", "future"]
+    question: str = Field(min_length=3)
+    options: list[str] = Field(min_length=3, max_length=4)
+    answer: Literal["A", "B", "C", "D"]
+    evidence: str = Field(min_length=1)
+
+
+class ObjectAnswer(BaseModel):
+    questions: list[ObjectQuestion]
+
+
+class QuestionWriterConfig(StageConfig):
+    chat: dict[str, Any] = Field(default_factory=dict, description="ChatModelConfig fields of the writer model")
+    motion_prompt: str = Field("question_writer.motion.v1", description="prompt file under agents/prompts/")
+    object_prompt: str = Field("question_writer.object.v1", description="prompt file under agents/prompts/")
+    object_questions: bool = Field(True, description="also write object-level questions")
+    max_tokens: int = Field(2048, ge=64)
+    temperature: float = Field(0.2, ge=0, le=2)
+    seed: int = 0
+
+
+class Prompt:
+    """A versioned prompt file; its version is the file name plus a hash of its text."""
+
+    def __init__(self, name: str):
+        path = PROMPTS / f"{name}.txt"
+        self.text = path.read_text()
+        self.version = f"{name}:{hashlib.sha256(self.text.encode()).hexdigest()[:8]}"
+        self.template = Template(self.text)
+
+    def render(self, **fields: str) -> str:
+        return self.template.substitute(**fields)
+
+
+def normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def split_tokens(total: int, parts: int) -> list[int]:
+    """Spread a call's tokens over the rows it made, so that sums over rows stay exact."""
+    if parts <= 0:
+        return []
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+class QuestionWriter(Stage[QuestionWriterConfig]):
+    name = "question_writer"
+    config_model = QuestionWriterConfig
+    reads = ("clips", "objects", "captions", "reviews")
+    writes = ("mcqs", "sft", "preferences")
+    version = "1"
+
+    def __init__(self, config=None, backend: ChatBackend | None = None):
+        super().__init__(config)
+        self.backend = backend
+        self.motion_prompt = Prompt(self.config.motion_prompt)
+        self.object_prompt = Prompt(self.config.object_prompt)
+
+    def setup(self) -> None:
+        if self.backend is None:
+            from agents.backends.chat import ChatModelConfig, make_chat_backend
+
+            self.backend = make_chat_backend(ChatModelConfig.model_validate(self.config.chat))
+        self.backend.setup()
+
+    # ----- the batch -----
+    def process_batch(self, batch: Batch) -> StageOutput:
+        out = StageOutput()
+        captions = batch.by_clip("captions")
+        objects = batch.by_clip("objects")
+        rejected = {r.object_id for r in batch.rows("reviews") if r.verdict == "reject"}
+        jobs: list[tuple[str, Any, Any]] = []  # (kind, clip, payload), one per request
+        for clip in batch.clips:
+            sources = motion_sources(clip, captions.get(clip.clip_id, []))
+            if not sources:
+                out.reject(self.name, clip.clip_id, "no_motion_caption", "no motion caption to ask about", clip.clip_id)
+            jobs += [("motion", clip, source) for source in sources]
+            described = described_objects(objects.get(clip.clip_id, []), captions.get(clip.clip_id, []), rejected)
+            if self.config.object_questions and described:
+                jobs.append(("object", clip, described))
+        results = self.backend.chat_batch([self._request(kind, payload) for kind, _, payload in jobs])
+        for (kind, clip, payload), result in zip(jobs, results, strict=True):
+            item = payload[0] if kind == "motion" else f"objects:{clip.clip_id}"
+            if not result.ok:
+                out.reject(self.name, item, result.error or "api_error", result.detail, clip.clip_id)
+            elif kind == "motion":
+                self._motion_rows(out, clip, payload, result)
+            else:
+                self._object_rows(out, clip, payload, result)
+        return out
+
+    def _request(self, kind: str, payload: Any) -> ChatRequest:
+        if kind == "motion":
+            prompt, model = self.motion_prompt, MotionAnswer
+            text = prompt.render(caption=payload[1])
+        else:
+            prompt, model = self.object_prompt, ObjectAnswer
+            lines = [f"[{i}] {obj.label}: {caption.text}" for i, (obj, caption) in enumerate(payload, start=1)]
+            text = prompt.render(objects="\n".join(lines))
+        return ChatRequest(
+            messages=[{"role": "user", "content": text}],
+            response_model=model,
+            max_tokens=self.config.max_tokens,
+            temperature=self.config.temperature,
+            seed=self.config.seed,
+            cache_key=stable_id(self.name, prompt.version, text),
+        )
+
+    def _lineages(self, prompt: Prompt, result: ChatResult, rows: int) -> list[Lineage]:
+        prompt_tokens = split_tokens(result.prompt_tokens, rows)
+        completion_tokens = split_tokens(result.completion_tokens, rows)
+        return [
+            Lineage(agent=self.name, model=self.backend.model, model_revision=self.backend.revision,
+                    prompt_version=prompt.version, prompt_tokens=p, completion_tokens=c)
+            for p, c in zip(prompt_tokens, completion_tokens, strict=True)
+        ]
+
+    # ----- motion: MCQs, SFT, preferences -----
+    def _motion_rows(self, out: StageOutput, clip, source: tuple[str, str], result: ChatResult) -> None:
+        caption_id, caption = source
+        answer: MotionAnswer = result.parsed  # type: ignore[assignment]
+        rows: list[tuple[str, dict, type]] = []
+        for q in answer.questions:
+            fields = self._mcq_fields(out, clip.clip_id, caption_id, caption, q, q.question, [])
+            if fields:
+                rows.append(("mcqs", fields, McqRow))
+        for s in answer.sft:
+            answer_text = f"{s.answer.rstrip()} {s.rationale.strip()}"
+            rows.append(("sft", {"sft_id": stable_id(self.name, "sft", caption_id, s.question, answer_text),
+                                 "clip_id": clip.clip_id, "question": s.question, "answer": answer_text}, SftRow))
+        for p in answer.preferences:
+            pair_id = stable_id(self.name, "pair", caption_id, p.question, p.chosen, p.rejected)
+            if normalise(p.chosen) == normalise(p.rejected):
+                out.reject(self.name, pair_id, "identical_pair", "chosen and rejected say the same", clip.clip_id)
+                continue
+            rows.append(("preferences", {"pair_id": pair_id, "clip_id": clip.clip_id, "question": p.question,
+                                         "chosen": p.chosen, "rejected": p.rejected, "error_type": p.error_type},
+                         PreferenceRow))
+        self._emit(out, clip.clip_id, self.motion_prompt, result, rows)
+
+    # ----- objects: basic / reasoning / future -----
+    def _object_rows(self, out: StageOutput, clip, described: list, result: ChatResult) -> None:
+        answer: ObjectAnswer = result.parsed  # type: ignore[assignment]
+        rows = []
+        for q in answer.questions:
+            refs = [int(k) for k in re.findall(r"\[(\d+)\]", q.question)]
+            item = stable_id(self.name, "object_question", clip.clip_id, q.question)
+            if not refs:
+                out.reject(self.name, item, "no_object_reference", q.question, clip.clip_id)
+                continue
+            if any(not 1 <= k <= len(described) for k in refs):
+                out.reject(self.name, item, "unknown_object", f"refers to {refs}, {len(described)} objects", clip.clip_id)
+                continue
+            referred = [described[k - 1][1] for k in refs]
+            # the evidence may come from any referred object's caption; that caption is the source
+            source = next((c for c in referred if grounded(q.evidence, c.text)), referred[0])
+            question = re.sub(r"\[(\d+)\]", "<region>", q.question)
+            object_ids = [described[k - 1][0].object_id for k in refs]
+            fields = self._mcq_fields(out, clip.clip_id, source.caption_id, source.text, q, question, object_ids)
+            if fields:
+                rows.append(("mcqs", fields, McqRow))
+        self._emit(out, clip.clip_id, self.object_prompt, result, rows)
+
+    def _mcq_fields(self, out, clip_id, caption_id, caption, q, question, object_ids) -> dict | None:
+        """Checks every question must pass before it becomes a row; a failure is a rejection."""
+        question_id = stable_id(self.name, caption_id, q.category, question, *q.options)
+        options = [o.strip() for o in q.options]
+        if LETTERS.index(q.answer) >= len(options):
+            out.reject(self.name, question_id, "answer_out_of_range", f"{q.answer} of {len(options)}", clip_id)
+        elif len({normalise(o) for o in options}) != len(options) or not all(normalise(o) for o in options):
+            out.reject(self.name, question_id, "duplicate_options", " | ".join(options), clip_id)
+        elif not grounded(q.evidence, caption):
+            out.reject(self.name, question_id, "ungrounded_answer", f"evidence {q.evidence!r} not in the caption", clip_id)
+        else:
+            out.counters[f"options_{len(options)}"] += 1
+            return {"question_id": question_id, "clip_id": clip_id, "object_ids": object_ids, "category": q.category,
+                    "question": question.strip(), "options": options, "answer": q.answer, "source": "llm",
+                    "caption_id": caption_id, "evidence": q.evidence.strip()}
+        return None
+
+    def _emit(self, out: StageOutput, clip_id: str, prompt: Prompt, result: ChatResult, rows: list) -> None:
+        if not rows:
+            out.reject(self.name, stable_id(self.name, "empty", clip_id, result.text), "no_usable_items",
+                       "the answer held no item that passed the checks", clip_id)
+            return
+        for (table, fields, model), lineage in zip(rows, self._lineages(prompt, result, len(rows)), strict=True):
+            try:
+                out.add(table, model.build(lineage, **fields))
+                out.counters[f"{table}_written"] += 1
+            except ValidationError as err:
+                item = next(iter(fields.values()))
+                out.reject(self.name, item, "invalid_row", str(err.errors()[0]["msg"]), clip_id)
+
+
+def motion_sources(clip, captions: list) -> list[tuple[str, str]]:
+    """(caption_id, text) of every clip-level motion caption, else the manifest caption."""
+    clip_level = sorted(
+        (c for c in captions if c.object_id is None and c.kind in ("motion", "refined_detailed")),
+        key=lambda c: c.caption_id,
+    )
+    if clip_level:
+        return [(c.caption_id, c.text) for c in clip_level]
+    return [(f"clip:{clip.clip_id}", clip.caption)] if clip.caption else []
+
+
+def described_objects(objects: list, captions: list, rejected: set[str]) -> list[tuple[Any, Any]]:
+    """(object, best caption) for each object not rejected by review: refined over raw."""
+    rank = {"refined_detailed": 0, "object_detailed": 1}
+    best: dict[str, Any] = {}
+    for c in sorted(captions, key=lambda c: (rank.get(c.kind, 9), c.caption_id)):
+        if c.object_id and c.kind in rank:
+            best.setdefault(c.object_id, c)
+    return [(o, best[o.object_id]) for o in sorted(objects, key=lambda o: o.object_id)
+            if o.object_id in best and o.object_id not in rejected]
+
+
+def grounded(evidence: str, caption: str) -> bool:
+    """The evidence span appears in the caption (case, punctuation and spacing aside)."""
+    span = normalise(evidence)
+    return bool(span) and span in normalise(caption)
+

@@ -1,0 +1,142 @@
+"""Each exporter's output loaded with its consumer's own library (pycocotools, json, datasets)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pycocotools import mask as mask_utils
+
+from engine.export import export
+from engine.export.videorefer import validate_record
+from engine.run import main as cli
+from engine.store import DatasetStore
+from tests.helpers_dataset import LLM, mcq, write_dataset
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("dataset"))
+
+
+def decode(rle: dict):
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+
+
+def test_videorefer_both_variants_decode_to_clip_size(fx, tmp_path):
+    report = export(fx.root, "videorefer", tmp_path)
+    annotation = json.loads((tmp_path / "videorefer-annotation.json").read_text())
+    masks = json.loads((tmp_path / "videorefer-masks.json").read_text())
+    assert [r["id"] for r in annotation] == [r["id"] for r in masks]
+    assert len(annotation) == report.written["records"] == 4  # 2 accepted objects + 2 object questions
+    clips = {c.video_path: c for c in fx.clips.values()}
+    for a, m in zip(annotation, masks, strict=True):
+        clip = clips[a["video"]]
+        assert (a["height"], a["width"]) == (m["height"], m["width"]) == (clip.height, clip.width)
+        human = a["conversations"][0]["value"]
+        assert human.count("<region>") == len(a["annotation"]) == len(m["masks"]) == len(a["object_ids"])
+        for region_a, region_m in zip(a["annotation"], m["masks"], strict=True):
+            assert region_a.keys() == region_m.keys()
+            for frame, rle in region_m.items():
+                assert 0 <= int(frame) < clip.num_frames
+                assert decode(rle).shape == (clip.height, clip.width)
+                assert decode(region_a[frame]["segmentation"]).sum() == decode(rle).sum() > 0
+
+
+def test_videorefer_never_exports_rejected_objects(fx, tmp_path):
+    export(fx.root, "videorefer", tmp_path)
+    records = json.loads((tmp_path / "videorefer-masks.json").read_text())
+    exported = {oid for r in records for oid in r["object_ids"]}
+    assert fx.ids["rejected_object"] not in exported
+    assert fx.objects["gt_ball"].object_id not in exported  # ground truth is not agent output
+    assert exported == {fx.objects["seg_ball"].object_id, fx.objects["seg_dog"].object_id}
+    questions = [r for r in records if "Question" in r]
+    assert {q["type"] for q in questions} == {"basic", "future"}
+    for q in questions:
+        assert q["Answer"] in q["options"] and q["conversations"][1]["value"] == q["Answer"]
+
+
+def test_videorefer_validation_names_each_known_pain(fx):
+    clip = fx.clips["virtual"].to_record()
+    good = fx.objects["seg_ball"].masks[0].model_dump()
+    small = fx.objects["seg_dog"].masks[0].model_dump()  # 40x64, clip is 32x48
+
+    def record(human, regions):
+        return {"conversations": [{"from": "human", "value": human}], "regions": regions}
+
+    assert validate_record(record("<region>", [{"0": good}]), clip) == []
+    assert "placeholders" in validate_record(record("<region> <region>", [{"0": good}]), clip)[0]
+    assert "outside" in validate_record(record("<region>", [{"8": good}]), clip)[0]
+    assert "null mask" in validate_record(record("<region>", [{"0": None}]), clip)[0]
+    assert "clip is" in validate_record(record("<region>", [{"0": small}]), clip)[0]
+
+
+def test_motionbench_lines_and_predictions_template(fx, tmp_path):
+    report = export(fx.root, "motionbench", tmp_path)
+    assert sum(v for k, v in report.written.items() if k.startswith("answer_")) == report.written["questions"]
+    lines = [json.loads(line) for line in (tmp_path / "motionbench.jsonl").read_text().splitlines()]
+    template = json.loads((tmp_path / "predictions-template.json").read_text())
+    qas = {qa["uid"]: qa for line in lines for qa in line["qa"]}
+    assert set(template) == set(qas) and all(v == "" for v in template.values())
+    assert fx.ids["dropped_question"] not in qas  # blind filter said drop
+    assert qas[fx.ids["flagged_question"]]["flags"] == ["length_giveaway"]
+    assert not any(q.category in ("basic", "future") for q in fx.mcqs.values() if q.question_id in qas)
+    for line in lines:
+        assert set(line["video_info"]) == {"duration", "fps", "resolution"}
+        for qa in line["qa"]:
+            stem, *options = qa["question"].split("\n")
+            assert [o[:3] for o in options] == [f"{letter}. " for letter in "ABCD"[: len(options)]]
+            assert qa["answer"] in "ABCD"[: len(options)]
+    shuffled = qas[fx.ids["shuffled_question"]]  # stored as B=left, shuffled to [up, down, right, left]
+    assert shuffled["question"].endswith("D. left") and shuffled["answer"] == "D"
+
+
+def test_sft_and_dpo_records(fx, tmp_path):
+    export(fx.root, "sft", tmp_path)
+    export(fx.root, "dpo", tmp_path)
+    sft = json.loads((tmp_path / "sft.json").read_text())
+    dpo = [json.loads(line) for line in (tmp_path / "dpo.jsonl").read_text().splitlines()]
+    assert sft and all(r["conversations"][0]["value"].startswith("<video>\n") for r in sft)
+    assert all([t["from"] for t in r["conversations"]] == ["human", "gpt"] for r in sft)
+    assert fx.ids["dropped_question"] not in {r["id"] for r in sft}
+    assert len(dpo) == 1  # the pair about the dropped question is left out
+    assert set(dpo[0]) >= {"id", "video", "prompt", "chosen", "rejected"}
+    assert dpo[0]["chosen"] != dpo[0]["rejected"]
+
+
+def test_hf_folder_loads_with_datasets(fx, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    import datasets
+
+    out = tmp_path / "hf"
+    export(fx.root, "hf", out)
+    mcqs = datasets.load_dataset("parquet", data_dir=str(out / "mcqs"), cache_dir=str(tmp_path / "cache"))["train"]
+    assert mcqs.num_rows == 8 and fx.ids["dropped_question"] not in mcqs["question_id"]
+    objects = datasets.load_dataset(str(out), "objects", cache_dir=str(tmp_path / "cache"))["train"]
+    assert fx.ids["rejected_object"] not in objects["object_id"]
+    assert decode(objects[0]["masks"][0]).any()
+    card = (out / "README.md").read_text()
+    assert "| mcqs | 8 |" in card and "| MR | 2 |" in card and "LICENCE PLACEHOLDER" in card
+    assert "| question_writer | gpt-test | 2024-08-06 |" in card
+
+
+def test_dataset_wide_dedup_across_shards(fx, tmp_path):
+    clip = fx.clips["folder"]
+    twin = mcq(clip, "LM", "Where does the dog run after the jump ?", ["To the right", "to the left",
+               "towards the camera", "away from the camera"], "A", "llm", LLM.model_copy(update={"prompt_version": "v2"}))
+    store = DatasetStore(fx.root)
+    store.commit(store.stage_shard("question_writer", "shard_twin", {"mcqs": [twin]}), {})
+    try:
+        report = export(fx.root, "motionbench", tmp_path)
+        assert report.skipped["mcq_duplicate_in_dataset"] == 1
+        assert report.written["questions"] == 6
+    finally:
+        store.remove_shard("question_writer", "shard_twin", ["mcqs"])
+
+
+def test_cli_export_and_user_errors(fx, tmp_path, capsys):
+    assert cli(["export", "--dataset", str(fx.root), "--format", "dpo", "--to", str(tmp_path / "o")]) == 0
+    assert "wrote pairs 1" in capsys.readouterr().out
+    assert cli(["export", "--dataset", str(tmp_path / "nope"), "--format", "dpo", "--to", str(tmp_path)]) == 2
+    assert "no dataset" in capsys.readouterr().err
