@@ -25,8 +25,8 @@ MANIFEST_COLUMNS = {"video_path", "caption", "start", "end", "split"}
 def describe(spec: str) -> dict:
     """What identifies a source for the config guard (resolved paths, not raw text)."""
     if spec.startswith("virtual:"):
-        count, seed = parse_virtual(spec)
-        return {"kind": "virtual", "seed": seed, "count": count}
+        _, seed = parse_virtual(spec)
+        return {"kind": "virtual", "seed": seed}  # more scenes of the same seed is a refresh
     path = Path(spec).expanduser().resolve()
     kind = "manifest" if path.is_file() else "folder"
     return {"kind": kind, "path": str(path)}
