@@ -7,6 +7,8 @@ import tempfile
 
 import pytest
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 # Tiny models are built once per test session into a private cache, never into the user's.
 os.environ.setdefault("VDE_CACHE", tempfile.mkdtemp(prefix="vde-cache-"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,6 +38,7 @@ def ray_local():
 
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level="ERROR",
-                 runtime_env={"env_vars": {"VDE_CACHE": os.environ["VDE_CACHE"], "HF_HUB_OFFLINE": "1"}})
+                 runtime_env={"env_vars": {"VDE_CACHE": os.environ["VDE_CACHE"], "HF_HUB_OFFLINE": "1",
+                                           "PYTHONPATH": REPO}})
     yield ray
     ray.shutdown()

@@ -102,3 +102,32 @@ def test_ray_job_submit_against_a_running_head(ray_head, tmp_path):
     assert "succeeded" in job.stdout + job.stderr
     assert _count(dataset, "SELECT count(*) FROM '{root}/clips/*.parquet'") == [(1,)]
     assert _count(dataset, "SELECT reason FROM '{root}/rejections/*.parquet'") == [("empty_file",)]
+
+
+def test_actor_dying_mid_batch_is_restarted_and_its_batch_retried(ray_local, tmp_path):
+    from agents.ingest import Ingest
+    from engine.driver import BuildOptions, execute, plan_build
+    from engine.executors import RayExecutor
+    from engine.pipeline import Pipeline
+    from engine.progress import Progress
+    from engine.store import DatasetStore
+    from tests.stages_for_tests import DyingCaptioner
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    for i in range(4):
+        write_good_clip(src / f"v{i}.mp4", n=8, seed=i)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    stages = [Ingest(), DyingCaptioner({"marker_dir": str(markers), "resources": {"num_cpus": 0.5}})]
+    pipeline = Pipeline(stages)
+    store = DatasetStore(tmp_path / "ds", recover=True)
+    options = BuildOptions(shard_size=2)
+    plan = plan_build(pipeline, store, str(src), options)
+    result = execute(pipeline, store, plan, lambda: RayExecutor(stages, store.root), options,
+                     Progress(pipeline.names, live=False, interval=1e9))
+    assert result["commits"] == 4
+    assert len(list(markers.iterdir())) == 2  # the actor died once per shard
+    rows = _count(tmp_path / "ds", "SELECT text, count(*) FROM '{root}/captions/*.parquet' GROUP BY 1")
+    assert rows == [("survived", 4)]
+    assert _count(tmp_path / "ds", "SELECT count(*) FROM '{root}/rejections/*.parquet'") == [(0,)]

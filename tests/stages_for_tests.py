@@ -1,0 +1,35 @@
+"""Stages used by engine tests to inject faults (importable by Ray workers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agents.base import Batch, Stage, StageConfig, StageOutput
+from schemas import CaptionRow, Lineage, stable_id
+
+
+class DyingConfig(StageConfig):
+    marker_dir: str  # one marker file per shard: the first attempt at a shard kills the process
+
+
+class DyingCaptioner(Stage[DyingConfig]):
+    """Kills its own process (as a CUDA crash or an OOM kill would) the first time it sees a shard."""
+
+    name = "dying"
+    config_model = DyingConfig
+    reads = ("clips",)
+    writes = ("captions",)
+
+    def process_batch(self, batch: Batch) -> StageOutput:
+        key = "-".join(sorted(c.clip_id for c in batch.clips)) or "empty"
+        marker = Path(self.config.marker_dir) / f"{key}.died"
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(1)
+        out = StageOutput()
+        for clip in batch.clips:
+            out.add("captions", CaptionRow.build(
+                Lineage(agent=self.name, model="none"), caption_id=stable_id("dying", clip.clip_id),
+                clip_id=clip.clip_id, kind="clip", text="survived", source=self.name))
+        return out
