@@ -213,6 +213,12 @@ class Curator:
     def close(self) -> None:
         self.guard.close()
 
+    def __enter__(self) -> Curator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @staticmethod
     def _clip_rejection(video_hash: str, span: Span, reason: str, detail: str) -> Rejection:
         clip_id = clip_id_for(video_hash, span)
