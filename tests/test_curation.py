@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from agents.curation.curate import Curator, CurationConfig, clip_id_for, drop_near_duplicates
+from agents.curation.curate import CurationConfig, Curator, clip_id_for, drop_near_duplicates
 from agents.curation.dedup import DedupRecord, find_near_duplicates
 from agents.curation.filters import camera_motion, to_analysis_grey
 from agents.curation.safe_decode import DecodeFailure, GuardedDecoder
-from agents.curation.scenes import Span, SplitConfig, cut_windows, detect_shots, materialize
+from agents.curation.scenes import Span, SplitConfig, cut_windows, detect_shots
 from agents.video import probe, write_video
 from tests.helpers_footage import FPS, render_long_video, render_small_video, texture
 
@@ -38,7 +38,7 @@ def curated(footage, curator):
 
 def _shot_kind(plan, span: Span) -> str:
     edges = [0, *plan["cuts"], plan["num_frames"]]
-    for kind, a, b in zip(plan["kinds"], edges, edges[1:]):
+    for kind, a, b in zip(plan["kinds"], edges, edges[1:], strict=False):
         if abs(span.start_frame - a) <= 2 and abs(span.end_frame - b) <= 2:
             return kind
     raise AssertionError(f"{span} matches no rendered shot")
@@ -49,7 +49,7 @@ def test_splitter_finds_every_hard_cut_within_two_frames(footage):
     shots, frames_read = detect_shots(folder / "long.mp4", SplitConfig())
     found = [s.start_frame for s in shots[1:]]
     assert len(found) == len(plan["cuts"])
-    assert all(abs(f - c) <= 2 for f, c in zip(found, plan["cuts"])), (found, plan["cuts"])
+    assert all(abs(f - c) <= 2 for f, c in zip(found, plan["cuts"], strict=False)), (found, plan["cuts"])
     assert frames_read == plan["num_frames"]
 
 
@@ -65,7 +65,7 @@ def test_long_shots_become_equal_windows_no_longer_than_the_maximum():
     windows = cut_windows(shots, max_seconds=30.0)
     assert [round(w.duration, 2) for w in windows] == [20.33, 20.33, 20.33, 9.0]
     assert windows[0].start_frame == 0 and windows[-1].end_frame == 24 * 70
-    assert all(a.end_frame == b.start_frame for a, b in zip(windows, windows[1:]))
+    assert all(a.end_frame == b.start_frame for a, b in zip(windows, windows[1:], strict=False))
     assert cut_windows(shots, None) == shots
 
 

@@ -17,8 +17,24 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.curation.dedup import DedupConfig, DedupRecord, find_near_duplicates, frame_hash, hash_positions, quality_key
-from agents.curation.filters import ClipFeatures, FilterConfig, check_content, check_duration, check_video, measure, sample_pairs, to_analysis_grey
+from agents.curation.dedup import (
+    DedupConfig,
+    DedupRecord,
+    find_near_duplicates,
+    frame_hash,
+    hash_positions,
+    quality_key,
+)
+from agents.curation.filters import (
+    ClipFeatures,
+    FilterConfig,
+    check_content,
+    check_duration,
+    check_video,
+    measure,
+    sample_pairs,
+    to_analysis_grey,
+)
 from agents.curation.safe_decode import DecodeFailure, GuardedDecoder
 from agents.curation.scenes import Span, SplitConfig, cut_windows, detect_shots
 from schemas import stable_id

@@ -66,7 +66,7 @@ def measure(pairs: list[tuple[np.ndarray, np.ndarray]], pair_gap_s: float, confi
     """Features of one clip from its (grey, grey) frame pairs."""
     firsts = [a for a, _ in pairs]
     black = [float(f.mean()) < config.black_level for f in firsts]
-    lit = [f for f, is_black in zip(firsts, black) if not is_black]
+    lit = [f for f, is_black in zip(firsts, black, strict=False) if not is_black]
     motion = float(np.mean([np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() for a, b in pairs]))
     letterbox = float(np.median([bar_fraction(f, config.black_level) for f in lit])) if lit else 1.0
     label, flow = (None, None)
@@ -103,7 +103,7 @@ def camera_motion(pairs, pair_gap_s: float, static_speed: float) -> tuple[str, t
         u, v = flow[..., 0], flow[..., 1]
         scale = float((u * xs + v * ys).sum() / (xs * xs + ys * ys).sum())
         fits.append((float(np.median(u)) / width, float(np.median(v)) / width, scale))
-    dx, dy, scale = (float(np.median(c)) / pair_gap_s for c in zip(*fits))
+    dx, dy, scale = (float(np.median(c)) / pair_gap_s for c in zip(*fits, strict=False))
     # Compare like with like: a scale rate s moves the frame's side edges by s/2 widths per second.
     speeds = {"pan": abs(dx), "tilt": abs(dy), "zoom": abs(scale) / 2}
     kind = max(speeds, key=speeds.get)

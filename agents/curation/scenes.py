@@ -81,7 +81,7 @@ def cut_windows(shots: list[Span], max_seconds: float | None) -> list[Span]:
     for shot in shots:
         pieces = max(1, math.ceil(shot.duration / max_seconds - 1e-9))
         edges = [shot.start_frame + round(i * shot.num_frames / pieces) for i in range(pieces + 1)]
-        out.extend(Span(a, b, shot.fps) for a, b in zip(edges, edges[1:]) if b > a)
+        out.extend(Span(a, b, shot.fps) for a, b in zip(edges, edges[1:], strict=False) if b > a)
     return out
 
 
