@@ -44,7 +44,9 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
     try:
         container = av.open(str(path))
     except av.error.InvalidDataError as err:
-        raise VideoError("not_a_video", f"{path.name} is not a video container: {err}") from None
+        if _looks_like_video(path):
+            raise VideoError("truncated_video", f"{path.name} has a video header but cannot be opened (cut short?): {err.strerror}") from None
+        raise VideoError("not_a_video", f"{path.name} is not a video container ({err.strerror})") from None
     except av.error.FFmpegError as err:
         raise VideoError("decode_error", f"{path.name}: {err}") from None
     with container:
@@ -59,6 +61,16 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
     if num_frames < 2:
         raise VideoError("too_few_frames", f"{path.name} has {num_frames} decodable frame(s); need 2")
     return VideoInfo(num_frames, fps, width, height, num_frames / fps)
+
+
+_SIGNATURES = (b"ftyp", b"\x1a\x45\xdf\xa3", b"RIFF", b"\x00\x00\x01\xba", b"OggS")
+
+
+def _looks_like_video(path: Path) -> bool:
+    """A known container signature at the start: the file is a video that got damaged."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    return head[4:8] == b"ftyp" or any(head.startswith(sig) for sig in _SIGNATURES[1:])
 
 
 def _count_decodable(container, stream) -> int:

@@ -26,7 +26,7 @@ JOBS = {
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one sentence, no usage dump
-        self.exit(2, f"error: {message} (see `python -m engine.run {self.prog.split()[-1]} --help`)\n")
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,7 +58,7 @@ def shard_file_name(stage: str, shard_id: str) -> str:
 
 
 class DatasetStore:
-    def __init__(self, root: str | Path, create: bool = True):
+    def __init__(self, root: str | Path, create: bool = True, recover: bool = False):
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"dataset path {self.root} is a file, not a directory")
@@ -66,7 +66,8 @@ class DatasetStore:
             if not create:
                 raise StoreError(f"no dataset at {self.root}")
             self.root.mkdir(parents=True)
-        self.recover()
+        if recover:  # only the process that owns the run may do this: it deletes torn staging
+            self.recover()
 
     # ----- layout -----
     def table_dir(self, table: str) -> Path:

@@ -1,0 +1,127 @@
+"""Ingest: source items -> clips (probe, content-hash clip_id, frame-sampling plan).
+
+Virtual items are rendered here first (deterministic from seed and index), so rendering runs in
+parallel across the ingest actors. Every bad file becomes one rejection row with its own reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pydantic import Field
+
+from agents.base import Batch, SourceItem, Stage, StageConfig, StageOutput
+from agents.video import VideoError, VideoInfo, probe
+from schemas import ClipRow, Lineage
+
+INGEST_VERSION = "1"
+
+
+class IngestConfig(StageConfig):
+    num_samples: int = Field(16, ge=2, description="frames in each clip's sampling plan, evenly spaced")
+    virtual_width: int = Field(320, ge=64)
+    virtual_height: int = Field(240, ge=64)
+    virtual_fps: int = Field(12, ge=8, le=30)
+    virtual_seconds: float = Field(3.0, gt=0.5, le=30)
+
+
+class Ingest(Stage[IngestConfig]):
+    name = "ingest"
+    config_model = IngestConfig
+    writes = ("clips",)
+    version = INGEST_VERSION
+
+    def process_batch(self, batch: Batch) -> StageOutput:
+        out = StageOutput()
+        lineage = Lineage(agent=self.name, model="pyav", model_revision=_pyav_version())
+        for item in batch.items:
+            try:
+                out.add("clips", self._ingest_one(batch, item, lineage))
+            except VideoError as err:
+                out.reject(self.name, item.source_key, err.reason, err.detail)
+        return out
+
+    def _ingest_one(self, batch: Batch, item: SourceItem, lineage: Lineage) -> ClipRow:
+        if not item.video_path:
+            raise VideoError("invalid_manifest_row", f"{item.source_key}: no video_path")
+        metadata = dict(item.metadata)
+        caption = item.caption
+        if item.source == "virtual":
+            spec = self._render_virtual(batch, item)
+            metadata["virtual"] = spec.model_dump(mode="json")
+            from agents.virtual.captions import scene_description
+
+            caption = scene_description(spec)
+            clip_id = _digest(json.dumps(metadata["virtual"], sort_keys=True).encode())
+        path = batch.resolve(item.video_path)
+        info = probe(path)
+        if item.source != "virtual":
+            clip_id = _file_digest(path, item.start, item.end)
+        return ClipRow.build(
+            lineage,
+            clip_id=clip_id,
+            source_key=item.source_key,
+            video_path=item.video_path,
+            num_frames=info.num_frames,
+            fps=info.fps,
+            width=info.width,
+            height=info.height,
+            duration=info.duration,
+            start=item.start,
+            end=item.end,
+            source=item.source,
+            caption=caption,
+            frame_indices=sampling_plan(info, self.config.num_samples),
+            metadata=json.dumps(metadata, sort_keys=True) if metadata else None,
+        )
+
+    def _render_virtual(self, batch: Batch, item: SourceItem):
+        from agents.virtual.render import render_video
+        from agents.virtual.scene import sample_scene
+
+        cfg = self.config
+        spec = sample_scene(
+            item.metadata["seed"],
+            item.metadata["index"],
+            width=cfg.virtual_width,
+            height=cfg.virtual_height,
+            fps=cfg.virtual_fps,
+            seconds=cfg.virtual_seconds,
+        )
+        path = batch.resolve(item.video_path)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp.mp4")
+            render_video(spec, tmp)
+            tmp.replace(path)
+        return spec
+
+
+def sampling_plan(info: VideoInfo, num_samples: int) -> list[int]:
+    """Evenly spaced frame indices covering the clip, first and last frame included."""
+    count = min(num_samples, info.num_frames)
+    if count <= 1:
+        return [0]
+    step = (info.num_frames - 1) / (count - 1)
+    return sorted({round(i * step) for i in range(count)})
+
+
+def _file_digest(path: Path, start: float | None, end: float | None) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(chunk)
+    sha.update(f"|{start}|{end}".encode())
+    return sha.hexdigest()[:16]
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _pyav_version() -> str:
+    import av
+
+    return av.__version__

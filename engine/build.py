@@ -1,0 +1,171 @@
+"""Building a dataset: config guard, plan, execution on Ray or in-process, summary."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.config import JobConfig, build_stages, stage_configs
+from engine.driver import BuildOptions, execute, plan_build, write_run_summary
+from engine.errors import UserError
+from engine.pipeline import Pipeline, Plan
+from engine.progress import Progress
+from engine.sources import check_source, describe
+from engine.store import COMMITS, DatasetStore
+from schemas import SCHEMA_VERSION, TABLES
+
+
+def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = False,
+          recompute: bool = False, retry_failed: bool = True) -> dict[str, Any]:
+    check_source(cfg.source)
+    store = DatasetStore(dataset, recover=not dry_run)
+    if cfg.allow_download:
+        os.environ.pop("HF_HUB_OFFLINE", None)
+    else:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    stages = build_stages(cfg)
+    pipeline = Pipeline(stages)
+    run_config = resolved_config(cfg, pipeline)
+    previous = store.read_run_config()
+    if recompute:
+        _clear(store)
+    elif previous:
+        guard(previous, run_config)
+    options = BuildOptions(cfg.shard_size, cfg.max_shards_in_flight, prune, retry_failed, dry_run)
+    plan = plan_build(pipeline, store, cfg.source, options)
+    if dry_run:
+        print_plan(plan, pipeline)
+        return {"dry_run": True, "plan": plan.per_stage}
+    store.write_run_config({**run_config, "last_run": previous.get("last_run") if previous else None})
+    progress = Progress(pipeline.names)
+    executor = _executor_factory(cfg, stages, store.root)
+    result = execute(pipeline, store, plan, executor, options, progress)
+    summary = {**result, **progress.summary(), "tables": table_counts(store)}
+    write_run_summary(store, run_config, summary)
+    return summary
+
+
+def resolved_config(cfg: JobConfig, pipeline: Pipeline) -> dict[str, Any]:
+    configs = stage_configs(cfg)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "job": cfg.job,
+        "source": describe(cfg.source),
+        "job_config": cfg.model_dump(mode="json"),
+        "stages": {
+            s.name: {"fingerprint": s.fingerprint(), "version": s.version, "config": s.config.model_dump(mode="json")}
+            for s in pipeline.stages
+        },
+        "profile_files": {name: bool(conf) for name, conf in configs.items()},
+    }
+
+
+def guard(previous: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to mix rows that cannot live in one dataset; stage config changes are refreshes."""
+    changes = []
+    if previous.get("schema_version") != current["schema_version"]:
+        changes.append(f"schema version {previous.get('schema_version')} -> {current['schema_version']}")
+    if previous.get("source") != current["source"]:
+        changes.append(f"source {_fmt_source(previous.get('source'))} -> {_fmt_source(current['source'])}")
+    if previous.get("job") not in (None, current["job"]):
+        changes.append(f"job {previous.get('job')} -> {current['job']}")
+    if changes:
+        raise UserError(
+            f"this dataset was built with a different {'; '.join(changes)}; resuming would mix "
+            "incompatible rows. Use another --dataset, or pass --recompute to rebuild this one from scratch"
+        )
+
+
+def _fmt_source(source: dict[str, Any] | None) -> str:
+    if not source:
+        return "?"
+    return f"virtual seed {source.get('seed')}" if source.get("kind") == "virtual" else str(source.get("path"))
+
+
+def _clear(store: DatasetStore) -> None:
+    for table in TABLES:
+        shutil.rmtree(store.root / table, ignore_errors=True)
+    shutil.rmtree(store.root / COMMITS, ignore_errors=True)
+
+
+def _executor_factory(cfg: JobConfig, stages: list, root: Path):
+    if cfg.executor == "local":
+        from engine.executors import LocalExecutor
+
+        return lambda: LocalExecutor(stages, root)
+
+    def make():
+        from engine.executors import RayExecutor
+
+        start_ray(cfg, stages)
+        return RayExecutor(stages, root)
+
+    return make
+
+
+def start_ray(cfg: JobConfig, stages: list) -> None:
+    """Connect to the cluster named by --ray-address / RAY_ADDRESS, else start a local one sized
+    so every stage actor fits (actors hold their CPUs for life; more logical CPUs than cores is
+    fine here, the stages take turns)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    for key in ("VDE_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    if address:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=True)
+        return
+    needed = sum(s.resources.num_cpus * s.resources.actors for s in stages)
+    ray.init(
+        address="local",
+        num_cpus=max(os.cpu_count() or 1, math.ceil(needed)),
+        include_dashboard=False,
+        logging_level="WARNING",
+        runtime_env={"env_vars": env},
+    )
+
+
+def table_counts(store: DatasetStore) -> dict[str, int]:
+    con = store.duckdb()
+    counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TABLES}
+    con.close()
+    return counts
+
+
+def print_plan(plan: Plan, pipeline: Pipeline) -> None:
+    print(f"plan: {len(plan.shards)} shards, {len(plan.work)} with work, {len(plan.removed)} to remove")
+    for name in pipeline.names:
+        reasons = plan.per_stage.get(name, {})
+        run = {k: v for k, v in reasons.items() if k != "up_to_date"}
+        detail = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in run.items()) or "nothing to do"
+        print(f"  {name:<16} {sum(run.values()):>6} clips to run ({detail}); {reasons.get('up_to_date', 0)} up to date")
+
+
+def print_summary(store_root: str, summary: dict[str, Any]) -> None:
+    out = sys.stdout
+    tables = summary.get("tables", {})
+    print(f"\ndataset: {store_root}  ({summary.get('elapsed_s', 0):.1f}s, {summary.get('commits', 0)} commits)", file=out)
+    for table, count in tables.items():
+        print(f"  {table:<12} {count:>8} rows", file=out)
+    store = DatasetStore(store_root, create=False)
+    con = store.duckdb()
+    reasons = con.execute(
+        "SELECT stage, reason, count(*) n FROM rejections GROUP BY ALL ORDER BY n DESC LIMIT 10"
+    ).fetchall()
+    con.close()
+    if reasons:
+        print("rejections:", ", ".join(f"{stage}/{reason} x{n}" for stage, reason, n in reasons), file=out)
+    print(
+        f"next: python -m engine.run audit --dataset {store_root}   "
+        f"(or duckdb: SELECT * FROM '{store_root}/mcqs/*.parquet')",
+        file=out,
+    )

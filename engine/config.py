@@ -1,0 +1,147 @@
+"""Job configuration: one pydantic model, loaded from YAML and flags, written back resolved.
+
+Stage configs are layered: the model profile (`data/profiles/<profile>/<stage>.yaml`), then the
+placement (`data/placement/<name>.yaml`: resources per stage), then `stage_config` overrides from
+the job file or `--set stage.key=value` flags.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.errors import UserError
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+# stage name -> "module:Class"; imported only when a run needs the stage.
+STAGE_CLASSES = {
+    "ingest": "agents.ingest:Ingest",
+    "ground_truth": "agents.ground_truth:GroundTruth",
+    "template_writer": "agents.template_writer:TemplateQuestionWriter",
+    "analyzer": "agents.analyzer:Analyzer",
+    "segmentor": "agents.segmentor:Segmentor",
+    "annotator": "agents.annotator:Annotator",
+    "reviewer": "agents.reviewer:Reviewer",
+    "refiner": "agents.refiner:Refiner",
+    "question_writer": "agents.question_writer:QuestionWriter",
+    "mcq_filters": "agents.mcq_filters:McqFilters",
+}
+
+
+class JobConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    job: str = "build-motionvid-qa"
+    source: str = Field("virtual:6", description="virtual:N[:SEED], a folder of videos, or a manifest")
+    profile: str = Field("tiny", description="model profile: a folder under data/profiles, or a path")
+    placement: str = Field("local", description="resources per stage: data/placement/<name>.yaml or a path")
+    stages: list[str] = Field(default_factory=lambda: list(STAGE_CLASSES))
+    shard_size: int = Field(4, ge=1, description="clips per shard (the unit of commit)")
+    max_shards_in_flight: int = Field(8, ge=1)
+    executor: Literal["ray", "local"] = "ray"
+    ray_address: str | None = Field(None, description="connect here; default: RAY_ADDRESS or a new local cluster")
+    allow_download: bool = False
+    stage_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def load_job_config(path: str | None, overrides: dict[str, Any]) -> JobConfig:
+    data: dict[str, Any] = {}
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise UserError(f"config file {path} does not exist")
+        data = yaml.safe_load(file.read_text()) or {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UserError(f"job config: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def parse_set_flags(flags: list[str]) -> dict[str, dict[str, Any]]:
+    """`--set segmentor.box_threshold=0.2` -> {"segmentor": {"box_threshold": 0.2}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for flag in flags:
+        key, sep, value = flag.partition("=")
+        stage, dot, field = key.partition(".")
+        if not sep or not dot or not field:
+            raise UserError(f"--set {flag!r}: write STAGE.FIELD=VALUE, e.g. segmentor.box_threshold=0.2")
+        _set_nested(out.setdefault(stage, {}), field.split("."), yaml.safe_load(value))
+    return out
+
+
+def stage_configs(cfg: JobConfig) -> dict[str, dict[str, Any]]:
+    placement = _read_yaml_dir_or_file(_resolve(cfg.placement, "placement"), ".yaml")
+    out = {}
+    for name in cfg.stages:
+        merged = _read_profile(cfg.profile, name)
+        if name in placement:
+            merged["resources"] = {**merged.get("resources", {}), **placement[name]}
+        out[name] = _deep_merge(merged, cfg.stage_config.get(name, {}))
+    return out
+
+
+def build_stages(cfg: JobConfig) -> list:
+    unknown = [s for s in cfg.stages if s not in STAGE_CLASSES]
+    if unknown:
+        raise UserError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGE_CLASSES)}")
+    configs = stage_configs(cfg)
+    stages = []
+    for name in cfg.stages:
+        stage_class = load_stage_class(name)
+        try:
+            stages.append(stage_class(configs[name]))
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise UserError(f"config of stage {name}: {where}: {first['msg']}") from None
+    return stages
+
+
+def load_stage_class(name: str):
+    module_name, _, class_name = STAGE_CLASSES[name].partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except ModuleNotFoundError as err:
+        raise UserError(f"stage {name} needs the Python module {err.name}, which is not installed") from None
+
+
+def _read_profile(profile: str, stage: str) -> dict[str, Any]:
+    folder = _resolve(profile, "profiles")
+    file = folder / f"{stage}.yaml"
+    return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else {}
+
+
+def _resolve(name: str, kind: str) -> Path:
+    candidate = Path(name).expanduser()
+    if candidate.exists():
+        return candidate
+    builtin = DATA / kind / name
+    if builtin.exists() or (builtin.with_suffix(".yaml")).exists():
+        return builtin if builtin.exists() else builtin.with_suffix(".yaml")
+    known = sorted(p.stem for p in (DATA / kind).iterdir()) if (DATA / kind).is_dir() else []
+    raise UserError(f"no {kind[:-1] if kind.endswith('s') else kind} named {name!r}; built-in: {', '.join(known)}")
+
+
+def _read_yaml_dir_or_file(path: Path, suffix: str) -> dict[str, Any]:
+    if path.is_file():
+        return yaml.safe_load(path.read_text()) or {}
+    return {p.stem: yaml.safe_load(p.read_text()) or {} for p in sorted(path.glob(f"*{suffix}"))}
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = value

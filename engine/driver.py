@@ -1,0 +1,167 @@
+"""The driver loop: plan shards, feed the executor, commit each (stage, shard) as it lands.
+
+At most `max_shards_in_flight` shards are active at once, each moving through the stages on its
+own, so GPU stages start on the first clips and the driver's memory stays bounded whatever the
+size of the source. Only the driver commits, so a crash of the driver at any moment leaves every
+table consistent (see engine/store.py) and the next run resumes from the commit records.
+
+Crash injection for tests: VDE_CRASH_AFTER_COMMITS=N kills this process (SIGKILL) right after
+its N-th commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.pipeline import Pipeline, Plan, Shard, make_shards
+from engine.progress import Progress
+from engine.runner import ShardResult, ShardTask, _short_error
+from engine.sources import iter_source
+from engine.store import DatasetStore
+from schemas import RejectionRow, stable_id
+
+CRASH_ENV = "VDE_CRASH_AFTER_COMMITS"
+
+
+@dataclass
+class BuildOptions:
+    shard_size: int = 4
+    max_shards_in_flight: int = 8
+    prune: bool = False
+    retry_failed: bool = True
+    dry_run: bool = False
+
+
+def plan_build(pipeline: Pipeline, store: DatasetStore, source: str, options: BuildOptions) -> Plan:
+    shards, removed = make_shards(store, iter_source(source), options.shard_size, options.prune)
+    plan = pipeline.plan(store, shards, options.retry_failed)
+    plan.removed = removed
+    return plan
+
+
+def execute(
+    pipeline: Pipeline,
+    store: DatasetStore,
+    plan: Plan,
+    make_executor: Callable[[], Any],
+    options: BuildOptions,
+    progress: Progress,
+) -> dict[str, Any]:
+    for shard_id in plan.removed:
+        for stage in pipeline.stages:
+            store.remove_shard(stage.name, shard_id, (*stage.writes, "rejections"))
+    work = plan.work
+    for shard in work:
+        for index, stage in enumerate(pipeline.stages):
+            if index >= shard.start:
+                progress.plan(stage.name, len(shard.clip_ids) or len(shard.items))
+    if not work:
+        return {"commits": 0, "removed_shards": len(plan.removed)}
+    executor = make_executor()
+    crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
+    commits = 0
+    pending = iter(work)
+    by_id = {shard.shard_id: shard for shard in work}
+    active = 0
+    try:
+        with progress:
+            while True:
+                while active < options.max_shards_in_flight and (shard := next(pending, None)):
+                    _submit(pipeline, executor, progress, shard, shard.start)
+                    active += 1
+                if active == 0:
+                    break
+                got = executor.next_result(timeout=1.0) if hasattr(executor, "ray") else executor.next_result()
+                if got is None:
+                    progress.refresh()
+                    continue
+                task, result = got
+                shard = by_id[task.shard_id]
+                if isinstance(result, Exception):
+                    result = _failed(store, task, shard, pipeline, result)
+                _commit(store, pipeline, shard, task, result)
+                commits += 1
+                if crash_after and commits >= crash_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                progress.finished_task(task.stage, _clip_count(task, shard), result.rejected, result.seconds)
+                if task.stage_index + 1 < len(pipeline.stages):
+                    _submit(pipeline, executor, progress, shard, task.stage_index + 1)
+                else:
+                    active -= 1
+    finally:
+        executor.shutdown()
+    return {"commits": commits, "removed_shards": len(plan.removed)}
+
+
+def _submit(pipeline: Pipeline, executor: Any, progress: Progress, shard: Shard, index: int) -> None:
+    stage = pipeline.stages[index]
+    task = ShardTask(
+        stage_index=index,
+        stage=stage.name,
+        shard_id=shard.shard_id,
+        fingerprint=pipeline.fingerprints(shard)[index],
+        items=shard.items if index == 0 else [],
+        inputs=pipeline.inputs_for(index, shard.shard_id),
+        clip_ids=list(shard.clip_ids),
+    )
+    executor.submit(task)
+    progress.started_task(stage.name, _clip_count(task, shard))
+
+
+def _clip_count(task: ShardTask, shard: Shard) -> int:
+    return len(shard.items) if task.stage_index == 0 else len(shard.clip_ids)
+
+
+def _commit(store: DatasetStore, pipeline: Pipeline, shard: Shard, task: ShardTask, result: ShardResult) -> None:
+    record: dict[str, Any] = {
+        "fingerprint": task.fingerprint,
+        "clip_ids": result.clip_ids,
+        "retryable": result.retryable,
+        "rejected": result.rejected,
+        "counters": result.counters,
+        "seconds": round(result.seconds, 3),
+        "committed_at": time.time(),
+    }
+    if task.stage_index == 0:
+        record["source_keys"] = sorted(i.source_key for i in shard.items)
+        record["signature"] = shard.signature
+        shard.clip_ids = list(result.clip_ids)
+    store.commit(result.staged, record)
+
+
+def _failed(store: DatasetStore, task: ShardTask, shard: Shard, pipeline: Pipeline, err: Exception) -> ShardResult:
+    """A task whose worker failed for good: every clip of the shard gets a retryable rejection."""
+    stage = pipeline.stages[task.stage_index]
+    ids = [(i.source_key, None) for i in shard.items] if task.stage_index == 0 else [(c, c) for c in shard.clip_ids]
+    rejections = [
+        RejectionRow(
+            rejection_id=stable_id("rejection", stage.name, item, "stage_error"),
+            item_id=item,
+            clip_id=clip,
+            stage=stage.name,
+            reason="stage_error",
+            detail=_short_error(err),
+            retryable=True,
+        )
+        for item, clip in ids
+    ]
+    tables = {t: [] for t in stage.writes}
+    tables["rejections"] = rejections
+    staged = store.stage_shard(stage.name, task.shard_id, tables)
+    return ShardResult(task, staged, [c for _, c in ids if c], len(rejections), len(rejections), {}, 0.0)
+
+
+def write_run_summary(store: DatasetStore, run_config: dict[str, Any], summary: dict[str, Any]) -> str:
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    folder = store.root / "_runs"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{run_id}.json").write_text(json.dumps({"config": run_config, **summary}, indent=1, default=str))
+    store.write_run_config({**run_config, "last_run": {"run_id": run_id, **summary}})
+    return run_id

@@ -1,0 +1,148 @@
+"""Where stages run: in this process, or as Ray actor pools.
+
+Both executors take `ShardTask`s and hand back `(task, ShardResult | Exception)` pairs, so the
+driver loop that plans, commits and reports is the same for a laptop test and a GPU cluster.
+Ray actors (rather than Ray Data) carry the stages because the unit of work here is a shard that
+must be committed exactly once per stage and resumed from any stage: the driver owns that state
+machine, and actor pools give each stage its own resources, model loaded once per actor, restart
+on death and retry of the batch that was in flight.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from agents.base import Stage
+from engine.runner import ShardResult, ShardTask, run_task
+from engine.store import DatasetStore
+
+
+class LocalExecutor:
+    """Runs every task in this process, one at a time (tests, debugging, tiny runs)."""
+
+    def __init__(self, stages: list[Stage], root: Path):
+        self.stages = stages
+        self.store = DatasetStore(root)
+        self.queue: deque[ShardTask] = deque()
+
+    def submit(self, task: ShardTask) -> None:
+        self.queue.append(task)
+
+    def in_flight(self, stage_index: int | None = None) -> int:
+        return sum(1 for t in self.queue if stage_index is None or t.stage_index == stage_index)
+
+    def next_result(self) -> tuple[ShardTask, ShardResult | Exception]:
+        task = self.queue.popleft()
+        try:
+            return task, run_task(self.stages[task.stage_index], self.store, task)
+        except Exception as err:  # noqa: BLE001 - reported as a stage failure by the driver
+            return task, err
+
+    def shutdown(self) -> None:
+        for stage in self.stages:
+            stage.teardown()
+
+
+class RayExecutor:
+    """One actor pool per stage, sized and placed by each stage's declared resources."""
+
+    def __init__(self, stages: list[Stage], root: Path, max_restarts: int = 3, max_task_retries: int = 2):
+        import ray
+
+        self.ray = ray
+        self.stages = stages
+        actor_class = ray.remote(StageActor)
+        self.pools: list[list[Any]] = []
+        self.load: dict[Any, int] = {}
+        for stage in stages:
+            res = stage.resources
+            options: dict[str, Any] = {
+                "num_cpus": res.num_cpus,
+                "num_gpus": res.num_gpus,
+                "max_restarts": max_restarts,
+                "max_task_retries": max_task_retries,
+                "name": None,
+            }
+            if res.memory_gb:
+                options["memory"] = int(res.memory_gb * 2**30)
+            pool = [
+                actor_class.options(**options).remote(type(stage), stage.config.model_dump(), str(root), res.num_cpus)
+                for _ in range(res.actors)
+            ]
+            self.pools.append(pool)
+            self.load.update({actor: 0 for actor in pool})
+        self.waiting: list[deque[ShardTask]] = [deque() for _ in stages]
+        self.running: dict[Any, tuple[ShardTask, Any]] = {}
+        self._rr = [itertools.cycle(pool) for pool in self.pools]
+
+    def submit(self, task: ShardTask) -> None:
+        self.waiting[task.stage_index].append(task)
+        self._dispatch(task.stage_index)
+
+    def _dispatch(self, index: int) -> None:
+        limit = self.stages[index].resources.max_in_flight
+        pool = self.pools[index]
+        while self.waiting[index]:
+            actor = min(pool, key=lambda a: self.load[a])
+            if self.load[actor] >= limit:
+                return
+            task = self.waiting[index].popleft()
+            ref = actor.run.remote(task)
+            self.load[actor] += 1
+            self.running[ref] = (task, actor)
+
+    def in_flight(self, stage_index: int | None = None) -> int:
+        running = sum(1 for t, _ in self.running.values() if stage_index is None or t.stage_index == stage_index)
+        queued = sum(len(q) for i, q in enumerate(self.waiting) if stage_index is None or i == stage_index)
+        return running + queued
+
+    def next_result(self, timeout: float | None = None) -> tuple[ShardTask, ShardResult | Exception] | None:
+        if not self.running:
+            return None
+        ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        if not ready:
+            return None
+        ref = ready[0]
+        task, actor = self.running.pop(ref)
+        self.load[actor] -= 1
+        try:
+            result: ShardResult | Exception = self.ray.get(ref)
+        except Exception as err:  # noqa: BLE001 - actor died past its restarts, or the task raised
+            result = err
+        self._dispatch(task.stage_index)
+        return task, result
+
+    def shutdown(self) -> None:
+        for pool in self.pools:
+            for actor in pool:
+                self.ray.kill(actor)
+
+
+class StageActor:
+    """A Ray actor holding one stage instance; its model loads once, on the first shard."""
+
+    def __init__(self, stage_class: type[Stage], config: dict, root: str, num_cpus: float):
+        threads = max(1, int(num_cpus))
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        self.threads = threads
+        self.stage = stage_class(config)
+        self.store = DatasetStore(root, create=False)
+
+    def run(self, task: ShardTask) -> ShardResult:
+        if not self.stage._ready:
+            self.stage.ensure_setup()
+            limit_torch_threads(self.threads)
+        return run_task(self.stage, self.store, task)
+
+
+def limit_torch_threads(threads: int) -> None:
+    """Ray sets OMP_NUM_THREADS but torch keeps its own count; pin it where torch is loaded."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)

@@ -1,0 +1,131 @@
+"""Progress per stage: clips done / in flight / rejected, throughput and ETA.
+
+On a terminal it is a live table (rich); otherwise one line per stage every few seconds, so
+`ray job logs` stays readable. The same numbers end up in the run summary in the dataset.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class StageProgress:
+    planned: int = 0
+    done: int = 0
+    in_flight: int = 0
+    rejected: int = 0
+    shards: int = 0
+    seconds: float = 0.0  # summed worker time
+
+    def rate(self, elapsed: float) -> float:
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass
+class Progress:
+    stages: list[str]
+    started: float = field(default_factory=time.monotonic)
+    by_stage: dict[str, StageProgress] = field(default_factory=dict)
+    live: bool = field(default_factory=lambda: sys.stderr.isatty())
+    interval: float = 5.0
+    _last_print: float = 0.0
+    _live_view: object = None
+
+    def __post_init__(self) -> None:
+        self.by_stage = {name: StageProgress() for name in self.stages}
+
+    def plan(self, stage: str, clips: int) -> None:
+        self.by_stage[stage].planned += clips
+
+    def started_task(self, stage: str, clips: int) -> None:
+        self.by_stage[stage].in_flight += clips
+        self.refresh()
+
+    def finished_task(self, stage: str, clips: int, rejected: int, seconds: float) -> None:
+        p = self.by_stage[stage]
+        p.in_flight -= clips
+        p.done += clips
+        p.rejected += rejected
+        p.shards += 1
+        p.seconds += seconds
+        self.refresh()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def eta(self, stage: str) -> float | None:
+        p = self.by_stage[stage]
+        rate = p.rate(self.elapsed())
+        remaining = p.planned - p.done
+        return remaining / rate if rate > 0 and remaining > 0 else (0.0 if remaining <= 0 else None)
+
+    def summary(self) -> dict:
+        elapsed = self.elapsed()
+        return {
+            "elapsed_s": round(elapsed, 2),
+            "stages": {
+                name: {**asdict(p), "clips_per_s": round(p.rate(elapsed), 3), "eta_s": _round(self.eta(name))}
+                for name, p in self.by_stage.items()
+            },
+        }
+
+    # ----- rendering -----
+    def __enter__(self) -> Progress:
+        if self.live:
+            from rich.live import Live
+
+            self._live_view = Live(self._table(), refresh_per_second=4, transient=False)
+            self._live_view.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live_view is not None:
+            self._live_view.update(self._table())
+            self._live_view.__exit__(*exc)
+        else:
+            self._print_lines()
+
+    def refresh(self) -> None:
+        if self._live_view is not None:
+            self._live_view.update(self._table())
+        elif time.monotonic() - self._last_print >= self.interval:
+            self._print_lines()
+
+    def _print_lines(self) -> None:
+        self._last_print = time.monotonic()
+        elapsed = self.elapsed()
+        for name, p in self.by_stage.items():
+            eta = self.eta(name)
+            print(
+                f"[{elapsed:7.1f}s] {name:<16} {p.done:>6}/{p.planned:<6} clips  in flight {p.in_flight:<4}"
+                f" rejected {p.rejected:<5} {p.rate(elapsed):6.2f} clips/s  eta {_fmt_eta(eta)}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _table(self):
+        from rich.table import Table
+
+        elapsed = self.elapsed()
+        table = Table(title=f"build  {elapsed:6.1f}s", title_justify="left")
+        for column in ("stage", "done", "planned", "in flight", "rejected", "clips/s", "eta"):
+            table.add_column(column, justify="left" if column == "stage" else "right")
+        for name, p in self.by_stage.items():
+            table.add_row(
+                name, str(p.done), str(p.planned), str(p.in_flight), str(p.rejected),
+                f"{p.rate(elapsed):.2f}", _fmt_eta(self.eta(name)),
+            )
+        return table
+
+
+def _fmt_eta(eta: float | None) -> str:
+    if eta is None:
+        return "?"
+    return f"{eta:.0f}s" if eta < 120 else f"{eta / 60:.1f}m"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

@@ -1,0 +1,58 @@
+"""build-motionvid-qa: the whole engine, from a source of videos to MCQs, SFT and preference data.
+
+Stages in order: ingest -> ground_truth (virtual scenes) -> template_writer -> analyzer ->
+segmentor -> annotator -> reviewer -> refiner -> question_writer -> mcq_filters.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Build (or refresh) a MotionVid-QA style dataset from a source of videos."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="dataset root folder (created if missing)")
+    parser.add_argument("--source", help="virtual:N[:SEED] (default virtual:6), a folder of videos, or a "
+                        ".jsonl/.parquet manifest with video_path and optional caption per row")
+    parser.add_argument("--config", help="job config YAML (fields of engine.config.JobConfig)")
+    parser.add_argument("--profile", help="model profile: tiny (default), videorefer, current, or a folder")
+    parser.add_argument("--placement", help="resources per stage: local (default), gpu-cluster, or a YAML file")
+    parser.add_argument("--stages", help="comma-separated stages to run (default: all, in pipeline order)")
+    parser.add_argument("--shard-size", type=int, help="clips per shard, the unit of commit (default 4)")
+    parser.add_argument("--max-shards-in-flight", type=int, help="shards moving through the stages at once (default 8)")
+    parser.add_argument("--executor", choices=["ray", "local"], help="ray (default) or local (one process)")
+    parser.add_argument("--ray-address", help="Ray cluster to use (default: RAY_ADDRESS, else start a local one)")
+    parser.add_argument("--set", action="append", default=[], metavar="STAGE.FIELD=VALUE",
+                        help="override one stage config field, e.g. --set segmentor.box_threshold=0.2")
+    parser.add_argument("--allow-download", action="store_true", help="let model loading fetch missing weights")
+    parser.add_argument("--dry-run", action="store_true", help="print per stage how many clips would run and why")
+    parser.add_argument("--prune", action="store_true", help="remove rows of clips that left the source")
+    parser.add_argument("--recompute", action="store_true",
+                        help="drop this dataset's tables and rebuild from scratch (needed after a source change)")
+    parser.add_argument("--no-retry-failed", action="store_true", help="do not retry retryable rejections")
+
+
+def main(args: argparse.Namespace) -> int:
+    from engine.build import build, print_summary
+    from engine.config import load_job_config, parse_set_flags
+
+    overrides = {
+        "source": args.source,
+        "profile": args.profile,
+        "placement": args.placement,
+        "stages": args.stages.split(",") if args.stages else None,
+        "shard_size": args.shard_size,
+        "max_shards_in_flight": args.max_shards_in_flight,
+        "executor": args.executor,
+        "ray_address": args.ray_address,
+        "allow_download": args.allow_download or None,
+    }
+    cfg = load_job_config(args.config, overrides)
+    for stage, fields in parse_set_flags(args.set).items():
+        cfg.stage_config.setdefault(stage, {}).update(fields)
+    summary = build(cfg, args.dataset, dry_run=args.dry_run, prune=args.prune,
+                    recompute=args.recompute, retry_failed=not args.no_retry_failed)
+    if not args.dry_run:
+        print_summary(args.dataset, summary)
+    return 0
