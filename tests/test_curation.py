@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import pyarrow as pa
 import pytest
+
+from agents.base import Batch
+from agents.ingest import Ingest
 
 from agents.curation.curate import CurationConfig, Curator, clip_id_for, drop_near_duplicates
 from agents.curation.dedup import DedupRecord, find_near_duplicates
@@ -10,7 +17,9 @@ from agents.curation.filters import camera_motion, to_analysis_grey
 from agents.curation.safe_decode import DecodeFailure, GuardedDecoder
 from agents.curation.scenes import Span, SplitConfig, cut_windows, detect_shots
 from agents.video import probe, write_video
-from tests.helpers_footage import FPS, render_long_video, render_small_video, texture
+from engine.sources import iter_source
+from schemas import ClipRow
+from tests.helpers_footage import FPS, SEGMENT_FRAMES, render_long_video, render_small_video, texture
 
 SMALL_OK = {"filters": {"min_short_side": 128, "min_duration": 1.0}}
 
@@ -128,7 +137,7 @@ def test_video_level_filters_reject_the_whole_video(footage, tmp_path):
         broken = tmp_path / "broken.mp4"
         broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
         (rejection,) = cur.curate(str(broken), "h")[1]
-        assert rejection.reason in {"not_a_video", "decode_error"} and rejection.item_id == ""
+        assert rejection.reason in {"not_a_video", "truncated_video", "decode_error"} and rejection.item_id == ""
 
 
 def test_camera_motion_tells_zoom_and_tilt_from_pan():
@@ -199,3 +208,62 @@ def test_curator_turns_a_hanging_decoder_into_a_rejection_row(footage):
         kept, (rejection,) = cur.curate(str(folder / "long.mp4"), "h")
     assert not kept and rejection.reason == "decode_timeout"
 
+
+
+CURATED = {"curation": {"enabled": True, **SMALL_OK}}
+
+
+@pytest.fixture(scope="module")
+def ingest():
+    stage = Ingest(CURATED)
+    yield stage
+    stage.teardown()
+
+
+def test_ingest_curates_a_folder_of_long_videos(footage, ingest, tmp_path):
+    folder, plan = footage
+    out = ingest.process_batch(Batch(root=tmp_path, items=list(iter_source(str(folder)))))
+    clips = out.rows["clips"]
+    assert len(clips) == 2 and {c.camera_motion for c in clips} == {"pan_right", "static"}
+    reasons = sorted(r.reason for r in out.rejections)
+    assert reasons == ["black_frames", "letterboxed", "near_duplicate", "static_clip", "too_short", "too_small"]
+    assert next(r for r in out.rejections if r.reason == "too_small").item_id == "file:small.mp4"
+    duplicate = next(r for r in out.rejections if r.reason == "near_duplicate")
+    assert any(c.clip_id in duplicate.detail for c in clips)
+    for clip in clips:
+        assert clip.end - clip.start == pytest.approx(SEGMENT_FRAMES / FPS) and clip.num_frames == SEGMENT_FRAMES
+        assert max(clip.frame_indices) == SEGMENT_FRAMES - 1 and clip.motion_score > 1.0
+        assert json.loads(clip.metadata)["curation"]["camera_motion"] == clip.camera_motion
+    pa.Table.from_pylist([c.to_record() for c in clips], schema=ClipRow.ARROW)  # fits the Arrow schema
+
+
+def test_ingest_carries_manifest_columns_into_curated_clips(footage, ingest, tmp_path):
+    folder, _ = footage
+    manifest = tmp_path / "m.jsonl"
+    row = {"video_path": f"file://{folder / 'long.mp4'}", "caption": "shots", "start": 0.0, "end": 4.0,
+           "split": "train", "licence": "cc-by"}
+    manifest.write_text(json.dumps(row) + "\n" + json.dumps({"video_path": "gone.mp4"}) + "\n")
+    out = ingest.process_batch(Batch(root=tmp_path, items=list(iter_source(str(manifest)))))
+    clips = out.rows["clips"]
+    assert [(c.start, c.end) for c in clips] == [(0.0, 2.0), (2.0, 4.0)]
+    assert all(c.caption == "shots" and c.source == "manifest" for c in clips)
+    meta = json.loads(clips[0].metadata)
+    assert meta["split"] == "train" and meta["licence"] == "cc-by" and meta["curation"]["phash"]
+    assert [r.reason for r in out.rejections] == ["source_missing"]
+
+
+def test_ingest_materializes_clip_files_on_request(footage, tmp_path):
+    folder, _ = footage
+    source = tmp_path / "src"
+    source.mkdir()
+    shutil.copy(folder / "long.mp4", source / "long.mp4")
+    stage = Ingest({"curation": {**CURATED["curation"], "materialize": True, "dedup": {"enabled": False}}})
+    try:
+        out = stage.process_batch(Batch(root=tmp_path / "ds", items=list(iter_source(str(source)))))
+    finally:
+        stage.teardown()
+    clips = out.rows["clips"]
+    assert len(clips) == 3
+    for clip in clips:
+        assert clip.video_path == f"media/clips/{clip.clip_id}.mp4" and clip.start is None
+        assert probe(tmp_path / "ds" / clip.video_path).num_frames == clip.num_frames

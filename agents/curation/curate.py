@@ -48,7 +48,7 @@ class CurationConfig(BaseModel):
     """Everything ingest does to real footage; recorded with the stage config in run.json."""
 
     model_config = ConfigDict(extra="forbid")
-    enabled: bool = Field(True, description="curate folder and manifest sources (virtual scenes never)")
+    enabled: bool = Field(False, description="curate folder and manifest videos (virtual scenes never); off: one clip per item, as given")
     split: SplitConfig = Field(default_factory=SplitConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)

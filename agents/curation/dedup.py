@@ -8,7 +8,7 @@ copy becomes a `near_duplicate` rejection naming the clip it duplicated.
 
 Where it runs: the ingest stage computes the hashes and calls `find_near_duplicates` over the
 candidates of its batch (which catches repeats inside a video and across the videos of a shard),
-and stores the hashes in the clip's metadata (`phash`). Duplicates that land in different shards
+and stores the hashes in the clip's metadata (`curation.phash`). Duplicates that land in different shards
 need one pass over every clip of the source: the same function over records read back from the
 `clips` table (`records_from_metadata`), run before the downstream stages. The comparison is
 all-pairs in numpy (fine to tens of thousands of clips); past that, bucket the hashes first.
@@ -101,8 +101,8 @@ def records_from_metadata(rows) -> list[DedupRecord]:
 
     records = []
     for row in rows:
-        meta = json.loads(row.metadata) if row.metadata else {}
-        if meta.get("phash"):
+        hashes = (json.loads(row.metadata) if row.metadata else {}).get("curation", {}).get("phash")
+        if hashes:
             quality = quality_key(row.width, row.height, row.duration, row.fps)
-            records.append(DedupRecord(row.clip_id, tuple(meta["phash"]), quality))
+            records.append(DedupRecord(row.clip_id, tuple(hashes), quality))
     return records
