@@ -9,13 +9,12 @@ import pyarrow as pa
 import pytest
 
 from agents.base import Batch
-from agents.ingest import Ingest
-
 from agents.curation.curate import CurationConfig, Curator, clip_id_for, drop_near_duplicates
 from agents.curation.dedup import DedupRecord, find_near_duplicates
 from agents.curation.filters import camera_motion, to_analysis_grey
 from agents.curation.safe_decode import DecodeFailure, GuardedDecoder
 from agents.curation.scenes import Span, SplitConfig, cut_windows, detect_shots
+from agents.ingest import Ingest
 from agents.video import probe, write_video
 from engine.sources import iter_source
 from schemas import ClipRow
