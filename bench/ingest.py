@@ -69,7 +69,7 @@ def main() -> int:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2])  # the worker inherits it
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
-    from agents.curation.curate import Curator, CurationConfig, drop_near_duplicates
+    from agents.curation.curate import CurationConfig, Curator, drop_near_duplicates
 
     with tempfile.TemporaryDirectory() as tmp:
         videos = [Path(tmp) / f"long-{i}.mp4" for i in range(args.videos)]
