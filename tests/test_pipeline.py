@@ -1,0 +1,147 @@
+"""The engine's own mechanics (planning, incremental refresh, retries, isolation) on the local
+executor, with ingest and a small caption stage whose calls are counted."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+from agents.base import Batch, Stage, StageConfig, StageOutput
+from agents.ingest import Ingest
+from engine.driver import BuildOptions, execute, plan_build
+from engine.errors import UserError
+from engine.executors import LocalExecutor
+from engine.pipeline import Pipeline
+from engine.progress import Progress
+from engine.store import DatasetStore
+from schemas import CaptionRow, Lineage, stable_id
+from tests.helpers_media import write_good_clip
+
+CALLS: list[str] = []
+FAILING: set[str] = set()  # source keys whose clips raise: a transient fault outside the config
+
+
+class EchoConfig(StageConfig):
+    prefix: str = "clip"
+
+
+class EchoCaptioner(Stage[EchoConfig]):
+    """Writes one caption per clip; raises for clips listed in FAILING."""
+
+    name = "echo"
+    config_model = EchoConfig
+    reads = ("clips",)
+    writes = ("captions",)
+
+    def process_batch(self, batch: Batch) -> StageOutput:
+        out = StageOutput()
+        for clip in batch.clips:
+            CALLS.append(clip.clip_id)
+            if clip.source_key in FAILING:
+                raise RuntimeError(f"cannot caption {clip.source_key}")
+            lineage = Lineage(agent=self.name, model="echo", prompt_version=self.config.prefix)
+            out.add("captions", CaptionRow.build(
+                lineage, caption_id=stable_id("cap", clip.clip_id, self.config.prefix), clip_id=clip.clip_id,
+                kind="clip", text=f"{self.config.prefix} {clip.source_key}", source=self.name))
+        return out
+
+
+def _run(root, source, echo=None, shard_size=2, **opts):
+    stages = [Ingest(), EchoCaptioner(echo or {})]
+    pipeline = Pipeline(stages)
+    store = DatasetStore(root, recover=True)
+    options = BuildOptions(shard_size=shard_size, **opts)
+    plan = plan_build(pipeline, store, str(source), options)
+    CALLS.clear()
+    progress = Progress(pipeline.names, live=False, interval=1e9)
+    result = execute(pipeline, store, plan, lambda: LocalExecutor(stages, store.root), options, progress)
+    return plan, result, store
+
+
+def _videos(folder, n, start=0):
+    folder.mkdir(exist_ok=True)
+    for i in range(start, start + n):
+        write_good_clip(folder / f"v{i:02d}.mp4", n=8, seed=i)
+
+
+def _rows(store, sql):
+    return store.duckdb().execute(sql).fetchall()
+
+
+def test_pipeline_checks_tables_before_any_work():
+    class NeedsObjects(EchoCaptioner):
+        name = "needs"
+        reads = ("objects",)
+
+    with pytest.raises(UserError, match="reads objects, which no earlier stage writes"):
+        Pipeline([Ingest(), NeedsObjects()])
+
+
+def test_rerun_does_nothing_and_adding_clips_runs_only_them(tmp_path):
+    _videos(tmp_path / "src", 5)
+    plan, result, store = _run(tmp_path / "ds", tmp_path / "src")
+    assert len(plan.shards) == 3 and len(CALLS) == 5
+    assert _rows(store, "SELECT count(*), count(DISTINCT caption_id) FROM captions") == [(5, 5)]
+
+    plan, result, store = _run(tmp_path / "ds", tmp_path / "src")
+    assert plan.work == [] and CALLS == [] and result["commits"] == 0
+
+    _videos(tmp_path / "src", 2, start=5)
+    plan, result, store = _run(tmp_path / "ds", tmp_path / "src")
+    assert len(CALLS) == 2 and plan.per_stage["ingest"] == {"new": 2, "up_to_date": 5}
+    assert _rows(store, "SELECT count(*), count(DISTINCT caption_id) FROM captions") == [(7, 7)]
+
+
+def test_changed_stage_config_recomputes_from_that_stage_only(tmp_path):
+    _videos(tmp_path / "src", 3)
+    _run(tmp_path / "ds", tmp_path / "src")
+    plan, _, store = _run(tmp_path / "ds", tmp_path / "src", echo={"prefix": "v2"})
+    assert plan.per_stage["ingest"] == {"up_to_date": 3}
+    assert plan.per_stage["echo"] == {"config_changed": 3}
+    assert len(CALLS) == 3
+    texts = [t for (t,) in _rows(store, "SELECT text FROM captions ORDER BY text")]
+    assert texts == ["v2 file:v00.mp4", "v2 file:v01.mp4", "v2 file:v02.mp4"]
+
+
+def test_poison_clip_is_isolated_and_retried_only_if_retryable(tmp_path):
+    _videos(tmp_path / "src", 4)
+    FAILING.add("file:v01.mp4")
+    plan, _, store = _run(tmp_path / "ds", tmp_path / "src")
+    FAILING.clear()
+    assert _rows(store, "SELECT count(*) FROM captions") == [(3,)]
+    (reason,) = _rows(store, "SELECT reason FROM rejections WHERE stage = 'echo'")
+    assert reason == ("stage_error",)
+    # stage_error is retryable: the next run retries that shard only (and the clip now works)
+    plan, _, store = _run(tmp_path / "ds", tmp_path / "src")
+    assert plan.per_stage["echo"].get("failed_before") == 2  # the shard holding v01 (2 clips)
+    assert _rows(store, "SELECT count(*) FROM captions") == [(4,)]
+    assert _rows(store, "SELECT count(*) FROM rejections WHERE stage = 'echo'") == [(0,)]
+
+
+def test_removed_clips_stay_unless_pruned(tmp_path):
+    _videos(tmp_path / "src", 4)
+    _run(tmp_path / "ds", tmp_path / "src")
+    (tmp_path / "src" / "v00.mp4").unlink()
+    (tmp_path / "src" / "v03.mp4").unlink()
+    (tmp_path / "src" / "v02.mp4").unlink()
+    plan, _, store = _run(tmp_path / "ds", tmp_path / "src")
+    assert plan.work == []
+    assert _rows(store, "SELECT count(*) FROM clips") == [(4,)]
+    plan, _, store = _run(tmp_path / "ds", tmp_path / "src", prune=True)
+    assert _rows(store, "SELECT source_key FROM clips") == [("file:v01.mp4",)]
+    assert _rows(store, "SELECT count(*) FROM captions") == [(1,)]
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = ("import sys, time; t=time.time(); from engine.run import main; "
+            "import contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try: main(['build-motionvid-qa', '--help'])\n"
+            "    except SystemExit: pass\n"
+            "heavy = [m for m in ('torch', 'ray', 'transformers', 'duckdb', 'av') if m in sys.modules]\n"
+            "print(heavy, time.time() - t)")
+    started = time.time()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    heavy, _ = out.rsplit(" ", 1)
+    assert heavy == "[]"
+    assert time.time() - started < 5  # generous for a loaded CI machine; ~0.1 s locally
