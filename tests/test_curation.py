@@ -188,7 +188,7 @@ def test_hanging_decoder_times_out_and_the_guard_recovers(footage):
     with GuardedDecoder(timeout_s=1.5) as guard:
         failure = guard.call("tests.helpers_footage:hanging_decoder", "x")
         assert failure == DecodeFailure("decode_timeout", failure.detail) and "1.5 s" in failure.detail
-        facts = guard.call("agents.curation.curate:probe_video", str(folder / "long.mp4"))
+        facts = guard.call("agents.curation.curate:probe_video", str(folder / "long.mp4"), timeout_s=60)
         assert facts.width == 256
 
 

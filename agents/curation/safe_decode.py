@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+STARTUP_TIMEOUT_S = 120.0
+
 
 @dataclass(frozen=True)
 class DecodeFailure:
@@ -42,7 +44,8 @@ class GuardedDecoder:
     def call(self, entry: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
         """Run `entry(*args, **kwargs)` in the worker; its result, or a DecodeFailure."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        self._ensure_started()
+        if not self._ensure_started():
+            return DecodeFailure("decoder_crashed", f"decoder process did not start (exit code {self._reap()})")
         try:
             self._send.send((entry, args, kwargs))
         except (BrokenPipeError, OSError):
@@ -70,9 +73,11 @@ class GuardedDecoder:
     def __del__(self) -> None:
         self._stop()
 
-    def _ensure_started(self) -> None:
+    def _ensure_started(self) -> bool:
+        """Start the worker if needed and wait until it has loaded the decoders, so a call's
+        deadline measures decoding, not interpreter start-up on a busy machine."""
         if self._proc is not None and self._proc.poll() is None:
-            return
+            return True
         self._stop()
         parent_recv, child_send = os.pipe()
         child_recv, parent_send = os.pipe()
@@ -87,6 +92,10 @@ class GuardedDecoder:
         os.close(child_send)
         self._recv = Connection(parent_recv, writable=False)
         self._send = Connection(parent_send, readable=False)
+        try:
+            return self._recv.poll(STARTUP_TIMEOUT_S) and self._recv.recv() == ("ready", None)
+        except (EOFError, OSError):
+            return False
 
     def _reap(self) -> int | None:
         code = self._proc.wait(timeout=5) if self._proc is not None else None
@@ -132,6 +141,9 @@ def _answer(entry: str, args: tuple, kwargs: dict) -> tuple[str, Any]:
 
 def serve(recv: Connection, send: Connection) -> None:
     """The worker loop: answer requests until the parent closes the pipe."""
+    import av  # noqa: F401  (PyAV loaded before the first deadline starts)
+
+    send.send(("ready", None))
     while True:
         try:
             entry, args, kwargs = recv.recv()
