@@ -2,6 +2,12 @@
 
 Virtual items are rendered here first (deterministic from seed and index), so rendering runs in
 parallel across the ingest actors. Every bad file becomes one rejection row with its own reason.
+
+With `curation.enabled`, folder and manifest videos are curated instead of taken whole
+(agents/curation): split into shots and windows, filtered, and near duplicates removed across the
+shard, all decoding in a guarded worker process. A curated clip is a (video_path, start, end)
+reference whose `num_frames` and `frame_indices` count from `start`, unless `curation.materialize`
+writes it as its own file under media/clips/.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from pathlib import Path
 from pydantic import Field
 
 from agents.base import Batch, SourceItem, Stage, StageConfig, StageOutput
+from agents.curation.curate import CurationConfig
 from agents.video import VideoError, VideoInfo, probe
 from schemas import ClipRow, Lineage
 
@@ -25,6 +32,7 @@ class IngestConfig(StageConfig):
     virtual_height: int = Field(240, ge=64)
     virtual_fps: int = Field(12, ge=8, le=30)
     virtual_seconds: float = Field(3.0, gt=0.5, le=30)
+    curation: CurationConfig = Field(default_factory=CurationConfig)
 
 
 class Ingest(Stage[IngestConfig]):
@@ -33,15 +41,97 @@ class Ingest(Stage[IngestConfig]):
     writes = ("clips",)
     version = INGEST_VERSION
 
+    def setup(self) -> None:
+        self._curator = None
+        if self.config.curation.enabled:
+            from agents.curation.curate import Curator
+
+            self._curator = Curator(self.config.curation)
+
+    def teardown(self) -> None:
+        if getattr(self, "_curator", None) is not None:
+            self._curator.close()
+
     def process_batch(self, batch: Batch) -> StageOutput:
+        self.ensure_setup()
         out = StageOutput()
         lineage = Lineage(agent=self.name, model="pyav", model_revision=_pyav_version())
+        curated = []
         for item in batch.items:
             try:
-                out.add("clips", self._ingest_one(batch, item, lineage))
+                if self._curator is not None and item.source != "virtual":
+                    curated.extend(self._curate_one(batch, item, out))
+                else:
+                    out.add("clips", self._ingest_one(batch, item, lineage))
             except VideoError as err:
                 out.reject(self.name, item.source_key, err.reason, err.detail)
+        if curated:
+            self._add_curated(batch, curated, out, lineage)
         return out
+
+    def _curate_one(self, batch: Batch, item: SourceItem, out: StageOutput) -> list:
+        if not item.video_path:
+            raise VideoError("invalid_manifest_row", f"{item.source_key}: no video_path")
+        path = batch.resolve(item.video_path)
+        if not path.exists():
+            raise VideoError("source_missing", f"{path} does not exist")
+        clips, rejections = self._curator.curate(str(path), _file_digest(path, None, None), item.start, item.end)
+        for r in rejections:
+            out.reject(self.name, r.item_id or item.source_key, r.reason, r.detail, r.clip_id)
+        return [(item, clip) for clip in clips]
+
+    def _add_curated(self, batch: Batch, curated: list, out: StageOutput, lineage: Lineage) -> None:
+        from agents.curation.curate import drop_near_duplicates
+
+        item_of = {clip.clip_id: item for item, clip in curated}
+        kept, duplicates = drop_near_duplicates([clip for _, clip in curated], self.config.curation.dedup)
+        for r in duplicates:
+            out.reject(self.name, r.item_id, r.reason, r.detail, r.clip_id)
+        for clip in kept:
+            try:
+                out.add("clips", self._curated_row(batch, item_of[clip.clip_id], clip, lineage))
+            except VideoError as err:
+                out.reject(self.name, clip.clip_id, err.reason, err.detail, clip.clip_id)
+
+    def _curated_row(self, batch: Batch, item: SourceItem, clip, lineage: Lineage) -> ClipRow:
+        span, facts = clip.span, clip.facts
+        metadata = {**item.metadata, "curation": clip.metadata()}
+        video_path, start, end = item.video_path, span.start, span.end
+        if self.config.curation.materialize:
+            video_path = self._materialize(batch, item, clip)
+            metadata["curation"]["source_span"] = [round(start, 3), round(end, 3)]
+            start = end = None
+        info = VideoInfo(span.num_frames, facts.fps, facts.width, facts.height, span.duration)
+        return ClipRow.build(
+            lineage,
+            clip_id=clip.clip_id,
+            source_key=item.source_key,
+            video_path=video_path,
+            num_frames=span.num_frames,
+            fps=facts.fps,
+            width=facts.width,
+            height=facts.height,
+            duration=span.duration,
+            start=start,
+            end=end,
+            source=item.source,
+            caption=item.caption,
+            frame_indices=sampling_plan(info, self.config.num_samples),
+            metadata=json.dumps(metadata, sort_keys=True),
+            motion_score=clip.features.motion_score,
+            camera_motion=clip.features.camera_motion,
+        )
+
+    def _materialize(self, batch: Batch, item: SourceItem, clip) -> str:
+        from agents.curation.safe_decode import DecodeFailure
+
+        relative = f"media/clips/{clip.clip_id}.mp4"
+        target = batch.resolve(relative)
+        if not target.exists():  # clip ids are content hashes: an existing file is this clip
+            written = self._curator.materialize(str(batch.resolve(item.video_path)), clip, target)
+            if isinstance(written, DecodeFailure):
+                raise VideoError(written.reason, written.detail)
+        return relative
 
     def _ingest_one(self, batch: Batch, item: SourceItem, lineage: Lineage) -> ClipRow:
         if not item.video_path:

@@ -80,6 +80,8 @@ class ClipRow(_WithLineage):
     caption: str | None = None
     frame_indices: list[int] = Field(description="frames the agents look at (sampling plan)")
     metadata: str | None = Field(default=None, description="JSON: manifest extras, virtual scene spec")
+    motion_score: float | None = Field(default=None, ge=0, description="curation: mean frame difference (0-255)")
+    camera_motion: str | None = Field(default=None, description="curation: static | pan_* | tilt_* | zoom_*")
 
     @model_validator(mode="after")
     def _plan_inside_clip(self):
@@ -256,6 +258,8 @@ ClipRow.ARROW = _schema("clips", [
     pa.field("caption", pa.string()),
     pa.field("frame_indices", pa.list_(pa.int32()), nullable=False),
     pa.field("metadata", pa.string()),
+    pa.field("motion_score", pa.float64()),
+    pa.field("camera_motion", pa.string()),
 ])
 PhraseRow.ARROW = _schema("phrases", [
     pa.field("phrase_id", _ID, nullable=False),

@@ -1,0 +1,259 @@
+"""Curation of one video: probe, split into clips, measure and filter them, hash them for dedup.
+
+`analyse_video` is the decode-heavy part and runs inside the guarded worker (safe_decode); it
+returns plain measurements. `Curator` runs it under the guard and turns measurements into kept
+clips and rejections; `drop_near_duplicates` then removes copies among the kept clips.
+
+Cost: the video is decoded twice, once by PySceneDetect (on downscaled frames) and once to read
+the sampled frames (only those are converted to arrays). bench/ingest.py measures the ratio to a
+plain decode.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.curation.dedup import (
+    DedupConfig,
+    DedupRecord,
+    find_near_duplicates,
+    frame_hash,
+    hash_positions,
+    quality_key,
+)
+from agents.curation.filters import (
+    ClipFeatures,
+    FilterConfig,
+    check_content,
+    check_duration,
+    check_video,
+    measure,
+    sample_pairs,
+    to_analysis_grey,
+)
+from agents.curation.safe_decode import DecodeFailure, GuardedDecoder
+from agents.curation.scenes import Span, SplitConfig, cut_windows, detect_shots
+from schemas import stable_id
+
+ANALYSE_ENTRY = "agents.curation.curate:analyse_video"
+PROBE_ENTRY = "agents.curation.curate:probe_video"
+MATERIALIZE_ENTRY = "agents.curation.scenes:materialize"
+
+
+class CurationConfig(BaseModel):
+    """Everything ingest does to real footage; recorded with the stage config in run.json."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(False, description="curate folder and manifest videos (virtual scenes never); off: one clip per item, as given")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    materialize: bool = Field(False, description="write each kept clip as its own mp4 (PyAV)")
+    probe_timeout_s: float = Field(30.0, gt=0)
+    decode_timeout_s: float = Field(60.0, gt=0, description="per video, plus decode_s_per_minute")
+    decode_s_per_minute: float = Field(30.0, ge=0, description="extra seconds per minute of video")
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+
+
+@dataclass
+class ClipMeasure:
+    span: Span
+    features: ClipFeatures
+    hashes: tuple[str, ...]
+
+
+@dataclass
+class VideoAnalysis:
+    facts: VideoFacts
+    video_rejection: tuple[str, str] | None = None
+    measured: list[ClipMeasure] = field(default_factory=list)
+    rejected: list[tuple[Span, str, str]] = field(default_factory=list)
+
+
+@dataclass
+class CuratedClip:
+    clip_id: str
+    span: Span
+    facts: VideoFacts
+    features: ClipFeatures
+    hashes: tuple[str, ...]
+
+    @property
+    def quality(self) -> tuple[float, ...]:
+        return quality_key(self.facts.width, self.facts.height, self.span.duration, self.facts.fps)
+
+    def metadata(self) -> dict:
+        """What the clip row keeps of curation, under ClipRow.metadata."""
+        features = asdict(self.features)
+        return {
+            "shot_frames": [self.span.start_frame, self.span.end_frame],
+            "motion_score": features["motion_score"],
+            "camera_motion": features["camera_motion"],
+            "camera_flow": features["camera_flow"],
+            "letterbox": features["letterbox"],
+            "phash": list(self.hashes),
+        }
+
+
+@dataclass(frozen=True)
+class Rejection:
+    item_id: str  # the clip id, or "" for the whole video (the caller names it)
+    reason: str
+    detail: str
+    clip_id: str | None = None
+
+
+def clip_id_for(video_hash: str, span: Span) -> str:
+    return stable_id("clip", video_hash, round(span.start, 3), round(span.end, 3))
+
+
+def probe_video(path: str) -> VideoFacts:
+    from agents.video import VideoError, probe
+
+    try:
+        info = probe(path, count_frames=False)
+    except VideoError as err:
+        if err.reason != "too_few_frames":
+            raise
+        info = probe(path, count_frames=True)  # the container does not say; count
+    return VideoFacts(info.width, info.height, info.fps, info.num_frames)
+
+
+def analyse_video(path: str, config: dict, start: float | None = None, end: float | None = None) -> VideoAnalysis:
+    """Split and measure one video (or its [start, end) seconds). Runs in the guarded worker."""
+    from agents.video import VideoError
+
+    cfg = CurationConfig.model_validate(config)
+    facts = probe_video(path)
+    verdict = check_video(facts.width, facts.height, facts.fps, cfg.filters)
+    if verdict:
+        return VideoAnalysis(facts, video_rejection=verdict)
+    first = round(start * facts.fps) if start else 0
+    last = round(end * facts.fps) if end else None
+    if cfg.split.enabled:
+        shots, _ = detect_shots(path, cfg.split, first, last)
+    else:
+        shots = [Span(first, last or facts.num_frames, facts.fps)]
+    if not shots or shots[-1].end_frame - shots[0].start_frame < 2:
+        raise VideoError("too_few_frames", f"fewer than 2 frames in {Path(path).name}")
+    analysis = VideoAnalysis(facts)
+    wanted: dict[Span, tuple[list[tuple[int, int]], list[int]]] = {}
+    for span in cut_windows(shots, cfg.split.max_clip_seconds if cfg.split.enabled else None):
+        verdict = check_duration(span.duration, cfg.filters)
+        if verdict:
+            analysis.rejected.append((span, *verdict))
+        else:
+            pairs = sample_pairs(span.start_frame, span.end_frame, span.fps, cfg.filters)
+            wanted[span] = (pairs, hash_positions(span.start_frame, span.end_frame, cfg.dedup.hash_frames))
+    frames = _read_grey(path, {i for pairs, hashed in wanted.values() for pair in pairs for i in pair} | {i for _, h in wanted.values() for i in h})
+    gap = max(1, round(cfg.filters.pair_gap_s * facts.fps)) / facts.fps
+    for span, (pairs, hashed) in wanted.items():
+        if any(i not in frames for pair in pairs for i in pair) or any(i not in frames for i in hashed):
+            analysis.rejected.append((span, "truncated_video", f"frames of {span.start:.2f}-{span.end:.2f} s do not decode"))
+            continue
+        features = measure([(frames[a], frames[b]) for a, b in pairs], gap, cfg.filters)
+        hashes = tuple(frame_hash(frames[i]) for i in hashed) if cfg.dedup.enabled else ()
+        analysis.measured.append(ClipMeasure(span, features, hashes))
+    return analysis
+
+
+def _read_grey(path: str, wanted: set[int]) -> dict[int, object]:
+    """Decode front to back once, converting only the wanted frames; stop after the last."""
+    import av
+
+    found: dict[int, object] = {}
+    if not wanted:
+        return found
+    last = max(wanted)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for position, frame in enumerate(container.decode(stream)):
+                if position in wanted:
+                    found[position] = to_analysis_grey(frame.to_ndarray(format="rgb24"))
+                if position >= last:
+                    break
+        except av.error.FFmpegError:
+            pass  # missing frames are reported per clip
+    return found
+
+
+class Curator:
+    """Runs curation for one stage actor: one guarded worker process, reused across videos."""
+
+    def __init__(self, config: CurationConfig, analyse_entry: str = ANALYSE_ENTRY, probe_entry: str = PROBE_ENTRY):
+        self.config = config
+        self.analyse_entry = analyse_entry
+        self.probe_entry = probe_entry
+        self.guard = GuardedDecoder(config.decode_timeout_s)
+
+    def curate(self, path: str, video_hash: str, start: float | None = None, end: float | None = None) -> tuple[list[CuratedClip], list[Rejection]]:
+        """Kept clips and rejections of one video; a video-level rejection has item_id ""."""
+        facts = self.guard.call(self.probe_entry, str(path), timeout_s=self.config.probe_timeout_s)
+        if isinstance(facts, DecodeFailure):
+            return [], [Rejection("", facts.reason, facts.detail)]
+        minutes = ((end or facts.num_frames / facts.fps) - (start or 0)) / 60
+        timeout = self.config.decode_timeout_s + self.config.decode_s_per_minute * max(minutes, 0)
+        analysis = self.guard.call(self.analyse_entry, str(path), self.config.model_dump(mode="json"), start, end, timeout_s=timeout)
+        if isinstance(analysis, DecodeFailure):
+            return [], [Rejection("", analysis.reason, analysis.detail)]
+        if analysis.video_rejection:
+            return [], [Rejection("", *analysis.video_rejection)]
+        rejections = [self._clip_rejection(video_hash, span, reason, detail) for span, reason, detail in analysis.rejected]
+        kept = []
+        for measured in analysis.measured:
+            verdict = check_content(measured.features, self.config.filters)
+            if verdict:
+                rejections.append(self._clip_rejection(video_hash, measured.span, *verdict))
+            else:
+                clip_id = clip_id_for(video_hash, measured.span)
+                kept.append(CuratedClip(clip_id, measured.span, analysis.facts, measured.features, measured.hashes))
+        return kept, rejections
+
+    def materialize(self, path: str, clip: CuratedClip, out_path: str | Path) -> str | DecodeFailure:
+        timeout = self.config.decode_timeout_s + self.config.decode_s_per_minute * clip.span.duration / 60
+        return self.guard.call(MATERIALIZE_ENTRY, str(path), clip.span, str(out_path), timeout_s=timeout)
+
+    def close(self) -> None:
+        self.guard.close()
+
+    def __enter__(self) -> Curator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @staticmethod
+    def _clip_rejection(video_hash: str, span: Span, reason: str, detail: str) -> Rejection:
+        clip_id = clip_id_for(video_hash, span)
+        return Rejection(clip_id, reason, f"{span.start:.2f}-{span.end:.2f} s: {detail}", clip_id)
+
+
+def drop_near_duplicates(clips: list[CuratedClip], config: DedupConfig) -> tuple[list[CuratedClip], list[Rejection]]:
+    """Keep the best copy of each group of near duplicates; the others become rejections."""
+    if not config.enabled:
+        return clips, []
+    records = [DedupRecord(c.clip_id, c.hashes, c.quality) for c in clips if c.hashes]
+    duplicates = {d.clip_id: d for d in find_near_duplicates(records, config.max_distance)}
+    kept = [c for c in clips if c.clip_id not in duplicates]
+    rejections = [
+        Rejection(d.clip_id, "near_duplicate", f"copy of {d.kept_id} (mean pHash distance {d.distance} bits)", d.clip_id)
+        for d in duplicates.values()
+    ]
+    return kept, rejections
+
+
+def metadata_json(extra: dict, clip: CuratedClip) -> str:
+    return json.dumps({**extra, "curation": clip.metadata()}, sort_keys=True)
