@@ -82,6 +82,14 @@ class Batch:
         path = Path(video_path)
         return path if path.is_absolute() else self.root / path
 
+    def read_frames(self, clip: Any, indices: list[int] | None = None):
+        """(T, H, W, 3) uint8 frames of a clip by clip-relative index (default: its sampling plan).
+        Use this rather than decoding `video_path` directly: a clip may be a span of a longer video."""
+        from agents.video import read_clip_frames
+
+        wanted = clip.frame_indices if indices is None else indices
+        return read_clip_frames(self.resolve(clip.video_path), wanted, clip.start, clip.fps)
+
 
 @dataclass
 class StageOutput:

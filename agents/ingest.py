@@ -149,6 +149,7 @@ class Ingest(Stage[IngestConfig]):
         info = probe(path)
         if item.source != "virtual":
             clip_id = _file_digest(path, item.start, item.end)
+            info = span_info(info, item.start, item.end)
         return ClipRow.build(
             lineage,
             clip_id=clip_id,
@@ -187,6 +188,17 @@ class Ingest(Stage[IngestConfig]):
             render_video(spec, tmp)
             tmp.replace(path)
         return spec
+
+
+def span_info(info: VideoInfo, start: float | None, end: float | None) -> VideoInfo:
+    """The probe of a whole video narrowed to a manifest's [start, end) span, in frames."""
+    if start is None and end is None:
+        return info
+    first = round((start or 0.0) * info.fps)
+    last = min(info.num_frames, round(end * info.fps)) if end is not None else info.num_frames
+    if last - first < 2:
+        raise VideoError("too_few_frames", f"span {start}-{end}s holds {max(0, last - first)} frame(s) of the video")
+    return VideoInfo(last - first, info.fps, info.width, info.height, (last - first) / info.fps)
 
 
 def sampling_plan(info: VideoInfo, num_samples: int) -> list[int]:

@@ -145,3 +145,15 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf:
 def _chain(first, rest):
     yield first
     yield from rest
+
+
+def clip_frame_offset(start: float | None, fps: float) -> int:
+    """First frame of a clip that is a span of a longer video (0 for a whole file)."""
+    return int(round((start or 0.0) * fps))
+
+
+def read_clip_frames(path: str | Path, indices: Sequence[int], start: float | None, fps: float) -> np.ndarray:
+    """Frames of a clip by clip-relative index: clips that are spans of a longer video
+    (`start` set) count their `frame_indices` from `start`."""
+    offset = clip_frame_offset(start, fps)
+    return read_frames(path, [offset + int(i) for i in indices])

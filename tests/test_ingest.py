@@ -116,3 +116,19 @@ def test_dataset_that_is_a_file(tmp_path, capsys):
     target.write_text("x")
     assert cli(["build-motionvid-qa", "--dataset", str(target), "--source", "virtual:1"]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_manifest_span_counts_frames_from_start(tmp_path):
+    import numpy as np
+
+    from agents.video import write_video
+
+    frames = [np.full((32, 32, 3), 8 * i, np.uint8) for i in range(30)]  # frame i has brightness 8i
+    write_video(tmp_path / "long.mp4", frames, fps=10)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"video_path": "long.mp4", "start": 1.0, "end": 2.5}) + "\n")
+    out = Ingest({"num_samples": 4}).process_batch(Batch(root=tmp_path, items=list(iter_source(str(manifest)))))
+    (clip,) = out.rows["clips"]
+    assert (clip.num_frames, clip.start, clip.end) == (15, 1.0, 2.5)
+    got = Batch(root=tmp_path).read_frames(clip, [0, 14])
+    assert abs(int(got[0].mean()) - 80) <= 4 and abs(int(got[1].mean()) - 8 * 24) <= 4
