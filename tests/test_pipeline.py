@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+
 from agents.base import Batch, Stage, StageConfig, StageOutput
 from agents.ingest import Ingest
 from engine.driver import BuildOptions, execute, plan_build
