@@ -13,17 +13,24 @@ it and sets its thresholds; its body holds up to four statements, each after a m
     -- [metric]    one row; the column named in the thresholds is compared
     -- [examples]  optional: rows behind a warn or fail (linked from the report)
 
-The views are built from a snapshot of each table's shard list, taken once when the audit opens,
-so every check sees the same tables even while a run is still committing shards (the store only
-ever renames complete files into a table folder). Opening never runs the store's crash recovery:
-that would remove a live writer's staging folders.
+The views are built from a snapshot of each table's shards, taken once when the audit opens, so
+every check sees the same tables even while a run is still committing. A rerun replaces a shard
+under the same name, and DuckDB may open one file several times in a query (footer at bind time,
+row groups later), so the snapshot hard-links each shard into `<root>/_audit/<id>/`: the links keep
+the old file's bytes whole for as long as the audit runs. Where links cannot be made (read-only
+dataset, odd file system) the views use the shard paths and a query is retried once on a new
+snapshot. Opening never runs the store's crash recovery: that would remove a live writer's
+staging folders.
 """
 
 from __future__ import annotations
 
 import operator
+import os
 import re
+import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,7 @@ from schemas import TABLES, arrow_schema, mask_area
 
 CHECKS_DIR = Path(__file__).resolve().parents[1] / "data" / "audit"
 PRICES_FILE = CHECKS_DIR / "prices.yaml"
+SNAPSHOTS = "_audit"  # per-audit hard-link snapshots; never a table folder (leading underscore)
 STATUS_ORDER = ("pass", "n/a", "warn", "fail", "error")
 LINEAGE_COLUMNS = ("agent", "model", "model_revision", "prompt_version", "prompt_tokens", "completion_tokens")
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
@@ -211,24 +219,41 @@ class AuditDatabase:
         if not self.root.is_dir():
             raise UserError(f"dataset path {self.root} is a file, not a directory")
         self.con = duckdb.connect()
+        # A rerun replaces a shard under the same name; a path-keyed block cache could mix old and new.
+        self.con.execute("SET enable_external_file_cache = false")
         self.con.create_function("mask_area", _mask_area_arrow, [_RLE_TYPE], "BIGINT", type="arrow")
         self._register_prices(prices)
         self.files: dict[str, list[str]] = {}
+        self._pins: list[Path] = []
         self.refresh()
 
     def refresh(self) -> None:
         """Re-take the shard snapshot and rebuild every view."""
-        self.files = snapshot(self.root)
+        self.files = self._pin(snapshot(self.root))
         for table, files in self.files.items():
             self.con.execute(self._table_view(table, files))
         self.columns = self._columns()
         self.con.execute(self._table_rows_view())
         self.con.execute(self._lineage_view())
 
+    def _pin(self, files: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Hard-link the snapshot's shards so a concurrent rename cannot change them under a query."""
+        folder = self.root / SNAPSHOTS / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        pinned: dict[str, list[str]] = {}
+        try:
+            for table, paths in files.items():
+                (folder / table).mkdir(parents=True, exist_ok=True)
+                pinned[table] = [link for p in paths if (link := _link(Path(p), folder / table))]
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+            return files
+        self._pins.append(folder)
+        return pinned
+
     def _table_view(self, table: str, files: list[str]) -> str:
         if files:
             listed = ", ".join(_quote(f) for f in files)
-            return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+            return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{listed}])"
         self.con.register(f"_empty_{table}", arrow_schema(table).empty_table())
         return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}"
 
@@ -284,7 +309,7 @@ class AuditDatabase:
 
         try:
             return self._fetch(sql)
-        except duckdb.IOException:
+        except (duckdb.IOException, duckdb.InvalidInputException):
             self.refresh()
             return self._fetch(sql)
 
@@ -302,6 +327,23 @@ class AuditDatabase:
 
     def close(self) -> None:
         self.con.close()
+        for folder in self._pins:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._pins.clear()
+        try:
+            (self.root / SNAPSHOTS).rmdir()
+        except OSError:
+            pass  # another audit still holds a snapshot
+
+
+def _link(src: Path, folder: Path) -> str | None:
+    """A hard link to src in folder; None when src vanished (a shard removed since the listing)."""
+    dst = folder / src.name
+    try:
+        os.link(src, dst)
+    except FileNotFoundError:
+        return None
+    return str(dst)
 
 
 def _mask_area_arrow(masks: pa.Array) -> pa.Array:
