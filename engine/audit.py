@@ -303,18 +303,18 @@ class AuditDatabase:
         self.con.register("prices", prices)
 
     # ----- queries -----
-    def query(self, sql: str) -> Rows:
+    def query(self, sql: str, params: list | None = None) -> Rows:
         """Run one statement; if a shard vanished under it (a rerun replaced it), re-snapshot once."""
         import duckdb
 
         try:
-            return self._fetch(sql)
+            return self._fetch(sql, params)
         except (duckdb.IOException, duckdb.InvalidInputException):
             self.refresh()
-            return self._fetch(sql)
+            return self._fetch(sql, params)
 
-    def _fetch(self, sql: str) -> Rows:
-        cursor = self.con.execute(sql)
+    def _fetch(self, sql: str, params: list | None = None) -> Rows:
+        cursor = self.con.execute(sql, params) if params else self.con.execute(sql)
         if cursor.description is None:
             return Rows([], [])
         columns = [d[0] for d in cursor.description]
