@@ -36,6 +36,7 @@ lint: setup
 
 bench: setup
 	$(PY) bench/pipeline.py --clips 100
+	$(PY) bench/audit.py
 
 audit: setup
 	$(PY) -m engine.run audit --dataset $(DATASET)
