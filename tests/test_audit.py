@@ -351,3 +351,13 @@ def test_audit_while_a_run_is_writing(healthy):
         stop.set()
         thread.join()
     assert not errors
+
+
+def test_audit_leaves_a_writers_staging_alone_and_cleans_its_snapshot(healthy):
+    healthy.write()
+    in_flight = healthy.root / "_staging" / "questions-s1-1234abcd"
+    in_flight.mkdir(parents=True)
+    (in_flight / "mcqs.parquet").write_bytes(b"half written")
+    assert statuses(healthy.root)["rows_per_table"] == "pass"
+    assert (in_flight / "mcqs.parquet").read_bytes() == b"half written"
+    assert not (healthy.root / audit.SNAPSHOTS).exists()
