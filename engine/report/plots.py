@@ -95,9 +95,11 @@ def _bars(xlabel: str, horizontal: bool = False):
     return draw
 
 
-# A histogram bin width that gives about 20 bins whatever the range.
+# About 20 bins whatever the range; one unit-wide bin when every value is the same.
 _BINNED = """
-WITH v AS ({values}), r AS (SELECT min(x) AS lo, greatest((max(x) - min(x)) / 20.0, 1e-9) AS w FROM v)
+WITH v AS ({values}), r AS (
+    SELECT CASE WHEN max(x) > min(x) THEN min(x) ELSE min(x) - 0.5 END AS lo,
+           CASE WHEN max(x) > min(x) THEN (max(x) - min(x)) / 20.0 ELSE 1.0 END AS w FROM v)
 SELECT lo + w * least(floor((x - lo) / w), 19) AS bin, any_value(w) AS width, count(*) AS n
 FROM v, r GROUP BY ALL ORDER BY bin
 """
