@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATASET ?= out/demo
 SOURCE ?= virtual:6
 
-.PHONY: setup demo test test-fast lint bench audit report clean official
+.PHONY: setup demo test test-fast lint bench audit report clean official browser
 
 setup: $(STAMP)
 
@@ -21,8 +21,12 @@ demo: setup
 	$(PY) -m engine.run build-motionvid-qa --dataset $(DATASET) --source $(SOURCE)
 	$(PY) -m engine.run audit --dataset $(DATASET)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
+
+# The report tests drive a real headless Chromium; installed once, a no-op when present.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium could not be installed: the browser tests will skip"
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not ray"
@@ -32,6 +36,7 @@ lint: setup
 
 bench: setup
 	$(PY) bench/pipeline.py --clips 100
+	$(PY) bench/audit.py
 
 audit: setup
 	$(PY) -m engine.run audit --dataset $(DATASET)

@@ -1,0 +1,19 @@
+-- check: caption_lengths
+-- measures: caption length in words per kind; short_share = captions under 3 words
+-- requires: captions
+-- warn: short_share > 0.05
+-- fail: short_share > 0.25
+
+-- [summary]
+WITH words AS (SELECT kind, len(regexp_split_to_array(trim(text), '\s+')) AS words FROM captions)
+SELECT kind, count(*) AS captions, min(words) AS min_words, quantile_disc(words, 0.1) AS p10,
+       median(words) AS median, quantile_disc(words, 0.9) AS p90, max(words) AS max_words
+FROM words GROUP BY ALL ORDER BY kind;
+
+-- [metric]
+SELECT avg(CASE WHEN len(regexp_split_to_array(trim(text), '\s+')) < 3 THEN 1.0 ELSE 0.0 END) AS short_share
+FROM captions;
+
+-- [examples]
+SELECT caption_id, clip_id, object_id, kind, text FROM captions
+ORDER BY len(regexp_split_to_array(trim(text), '\s+')), caption_id LIMIT 50;

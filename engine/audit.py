@@ -1,0 +1,426 @@
+"""The quality audit: named SQL checks over DuckDB views of a dataset.
+
+Each check is one file under `data/audit/` (users read, copy and extend them). Its header names
+it and sets its thresholds; its body holds up to four statements, each after a marker line:
+
+    -- check: duplicate_questions
+    -- measures: one sentence
+    -- requires: mcqs              tables that must hold rows, else the check is "n/a"
+    -- warn: duplicate_share > 0.01
+    -- fail: duplicate_share > 0.05
+    -- [setup]     optional, e.g. a TEMP TABLE the other statements share
+    -- [summary]   the table printed under the check
+    -- [metric]    one row; the column named in the thresholds is compared
+    -- [examples]  optional: rows behind a warn or fail (linked from the report)
+
+The views are built from a snapshot of each table's shards, taken once when the audit opens, so
+every check sees the same tables even while a run is still committing. A rerun replaces a shard
+under the same name, and DuckDB may open one file several times in a query (footer at bind time,
+row groups later), so the snapshot hard-links each shard into `<root>/_audit/<id>/`: the links keep
+the old file's bytes whole for as long as the audit runs. Where links cannot be made (read-only
+dataset, odd file system) the views use the shard paths and a query is retried once on a new
+snapshot. Opening never runs the store's crash recovery: that would remove a live writer's
+staging folders.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from engine.errors import UserError
+from schemas import TABLES, arrow_schema, mask_area
+
+CHECKS_DIR = Path(__file__).resolve().parents[1] / "data" / "audit"
+PRICES_FILE = CHECKS_DIR / "prices.yaml"
+SNAPSHOTS = "_audit"  # per-audit hard-link snapshots; never a table folder (leading underscore)
+STATUS_ORDER = ("pass", "n/a", "warn", "fail", "error")
+LINEAGE_COLUMNS = ("agent", "model", "model_revision", "prompt_version", "prompt_tokens", "completion_tokens")
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
+_THRESHOLD = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+(?:[eE]-?\d+)?)\s*$")
+_HEADER = re.compile(r"^--\s*(check|measures|requires|needs|warn|fail)\s*:\s*(.*)$")
+_SECTION = re.compile(r"^--\s*\[(setup|summary|metric|examples)\]\s*$")
+_RLE_TYPE = "STRUCT(size INTEGER[], counts VARCHAR)"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    op: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> Threshold:
+        match = _THRESHOLD.match(text)
+        if not match:
+            raise UserError(f"{where}: threshold {text!r} is not of the form `metric > 0.05`")
+        return cls(match[1], match[2], float(match[3]))
+
+    def hit(self, value: float) -> bool:
+        return _OPS[self.op](value, self.value)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+@dataclass
+class Check:
+    name: str
+    measures: str
+    path: Path
+    requires: list[str] = field(default_factory=list)
+    warn: Threshold | None = None
+    fail: Threshold | None = None
+    sections: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def metric(self) -> str | None:
+        threshold = self.fail or self.warn
+        return threshold.metric if threshold else None
+
+
+@dataclass
+class Rows:
+    columns: list[str]
+    rows: list[tuple]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+@dataclass
+class CheckResult:
+    name: str
+    measures: str
+    status: str  # pass | warn | fail | n/a | error
+    metric: str | None = None
+    value: float | None = None
+    warn: str | None = None
+    fail: str | None = None
+    note: str = ""
+    summary: Rows | None = None
+    examples: Rows | None = None
+    seconds: float = 0.0
+    sql: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "measures": self.measures,
+            "metric": self.metric,
+            "value": self.value,
+            "warn": self.warn,
+            "fail": self.fail,
+            "note": self.note,
+            "seconds": round(self.seconds, 4),
+            "summary": self.summary.records() if self.summary else [],
+            "examples": self.examples.records() if self.examples else [],
+        }
+
+
+# ----- checks -----
+def load_checks(folders: list[Path] | None = None, names: list[str] | None = None) -> list[Check]:
+    """Every `*.sql` check of the folders (the built-in one first); a later file overrides a name."""
+    by_name: dict[str, Check] = {}
+    for folder in [CHECKS_DIR, *(folders or [])]:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UserError(f"checks folder {folder} does not exist")
+        for path in sorted(folder.glob("*.sql")):
+            check = parse_check(path)
+            by_name[check.name] = check
+    if names:
+        unknown = sorted(set(names) - set(by_name))
+        if unknown:
+            raise UserError(f"unknown check(s) {', '.join(unknown)}; checks are {', '.join(sorted(by_name))}")
+        return [by_name[n] for n in names]
+    return list(by_name.values())
+
+
+def parse_check(path: Path) -> Check:
+    header: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in path.read_text().splitlines():
+        section = _SECTION.match(line.strip())
+        if section:
+            current = section[1]
+            sections[current] = []
+            continue
+        if current is None:
+            match = _HEADER.match(line.strip())
+            if match:
+                header[match[1]] = match[2].strip()
+            continue
+        sections[current].append(line)
+    where = path.name
+    if "check" not in header or "metric" not in sections:
+        raise UserError(f"{where}: a check needs a `-- check: name` header and a `-- [metric]` statement")
+    check = Check(
+        name=header["check"],
+        measures=header.get("measures", ""),
+        path=path,
+        requires=[t.strip() for t in header.get("requires", "").split(",") if t.strip()],
+        warn=Threshold.parse(header["warn"], where) if header.get("warn") else None,
+        fail=Threshold.parse(header["fail"], where) if header.get("fail") else None,
+        sections={k: "\n".join(v).strip().rstrip(";").strip() for k, v in sections.items()},
+    )
+    return check
+
+
+def grade(check: Check, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if check.fail and check.fail.hit(value):
+        return "fail"
+    if check.warn and check.warn.hit(value):
+        return "warn"
+    return "pass"
+
+
+def worst(statuses: list[str]) -> str:
+    return max(statuses, key=STATUS_ORDER.index, default="pass")
+
+
+# ----- the dataset as DuckDB views -----
+def table_names(root: Path) -> list[str]:
+    """The registry's tables, then any other table folder on disk (tables added by newer code)."""
+    names = list(TABLES)
+    if root.is_dir():
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+            if folder.name not in names and any(folder.glob("*.parquet")) and folder.name.isidentifier():
+                names.append(folder.name)
+    return names
+
+
+def snapshot(root: Path) -> dict[str, list[str]]:
+    return {t: sorted(str(p) for p in (root / t).glob("*.parquet")) for t in table_names(root)}
+
+
+class AuditDatabase:
+    """A DuckDB connection over one dataset: table views, helper views, the mask_area UDF, prices."""
+
+    def __init__(self, root: str | Path, prices: Path = PRICES_FILE):
+        import duckdb
+
+        self.root = Path(root)
+        if not self.root.exists():
+            raise UserError(f"no dataset at {self.root}")
+        if not self.root.is_dir():
+            raise UserError(f"dataset path {self.root} is a file, not a directory")
+        self.con = duckdb.connect()
+        # A rerun replaces a shard under the same name; a path-keyed block cache could mix old and new.
+        self.con.execute("SET enable_external_file_cache = false")
+        self.con.create_function("mask_area", _mask_area_arrow, [_RLE_TYPE], "BIGINT", type="arrow")
+        self._register_prices(prices)
+        self.files: dict[str, list[str]] = {}
+        self._pins: list[Path] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-take the shard snapshot and rebuild every view."""
+        self.files = self._pin(snapshot(self.root))
+        for table, files in self.files.items():
+            self.con.execute(self._table_view(table, files))
+        self.columns = self._columns()
+        self.con.execute(self._table_rows_view())
+        self.con.execute(self._lineage_view())
+
+    def _pin(self, files: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Hard-link the snapshot's shards so a concurrent rename cannot change them under a query."""
+        folder = self.root / SNAPSHOTS / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        pinned: dict[str, list[str]] = {}
+        try:
+            for table, paths in files.items():
+                (folder / table).mkdir(parents=True, exist_ok=True)
+                pinned[table] = [link for p in paths if (link := _link(Path(p), folder / table))]
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+            return files
+        self._pins.append(folder)
+        return pinned
+
+    def _table_view(self, table: str, files: list[str]) -> str:
+        if files:
+            listed = ", ".join(_quote(f) for f in files)
+            return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{listed}])"
+        self.con.register(f"_empty_{table}", arrow_schema(table).empty_table())
+        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}"
+
+    def _columns(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {t: [] for t in self.files}
+        rows = self.con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns ORDER BY table_name, ordinal_position"
+        ).fetchall()
+        for table, column in rows:
+            if table in found:
+                found[table].append(column)
+        return found
+
+    def _table_rows_view(self) -> str:
+        parts = []
+        for table, cols in self.columns.items():
+            source = "CAST(source AS VARCHAR)" if "source" in cols else "CAST(NULL AS VARCHAR)"
+            parts.append(
+                f"SELECT '{table}' AS \"table\", source, count(*) AS rows FROM (SELECT {source} AS source FROM {table}) "
+                f"GROUP BY source "
+                f"UNION ALL SELECT '{table}', NULL, 0 WHERE NOT EXISTS (SELECT 1 FROM {table})"
+            )
+        return "CREATE OR REPLACE VIEW table_rows AS " + "\nUNION ALL ".join(parts)
+
+    def _lineage_view(self) -> str:
+        parts = []
+        for table, cols in self.columns.items():
+            if not set(LINEAGE_COLUMNS) <= set(cols):
+                continue
+            key = TABLES[table].KEY if table in TABLES else cols[0]
+            parts.append(f"SELECT '{table}' AS \"table\", CAST({key} AS VARCHAR) AS row_id, {', '.join(LINEAGE_COLUMNS)} FROM {table}")
+        if not parts:
+            parts = ["SELECT NULL::VARCHAR AS \"table\", NULL::VARCHAR AS row_id, NULL::VARCHAR AS agent, "
+                     "NULL::VARCHAR AS model, NULL::VARCHAR AS model_revision, NULL::VARCHAR AS prompt_version, "
+                     "NULL::BIGINT AS prompt_tokens, NULL::BIGINT AS completion_tokens WHERE false"]
+        return "CREATE OR REPLACE VIEW lineage AS " + "\nUNION ALL ".join(parts)
+
+    def _register_prices(self, path: Path) -> None:
+        import yaml
+
+        entries = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        prices = pa.table({
+            "model": pa.array([str(m) for m in entries], pa.string()),
+            "input_per_1m": pa.array([float(v.get("input", 0)) for v in entries.values()], pa.float64()),
+            "output_per_1m": pa.array([float(v.get("output", 0)) for v in entries.values()], pa.float64()),
+        })
+        self.con.register("prices", prices)
+
+    # ----- queries -----
+    def query(self, sql: str, params: list | None = None) -> Rows:
+        """Run one statement; if a shard vanished under it (a rerun replaced it), re-snapshot once."""
+        import duckdb
+
+        try:
+            return self._fetch(sql, params)
+        except (duckdb.IOException, duckdb.InvalidInputException):
+            self.refresh()
+            return self._fetch(sql, params)
+
+    def _fetch(self, sql: str, params: list | None = None) -> Rows:
+        cursor = self.con.execute(sql, params) if params else self.con.execute(sql)
+        if cursor.description is None:
+            return Rows([], [])
+        columns = [d[0] for d in cursor.description]
+        return Rows(columns, cursor.fetchall())
+
+    def row_count(self, table: str) -> int:
+        if table not in self.files:
+            return 0
+        return self._fetch(f"SELECT count(*) FROM {table}").rows[0][0]
+
+    def close(self) -> None:
+        self.con.close()
+        for folder in self._pins:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._pins.clear()
+        try:
+            (self.root / SNAPSHOTS).rmdir()
+        except OSError:
+            pass  # another audit still holds a snapshot
+
+
+def _link(src: Path, folder: Path) -> str | None:
+    """A hard link to src in folder; None when src vanished (a shard removed since the listing)."""
+    dst = folder / src.name
+    try:
+        os.link(src, dst)
+    except FileNotFoundError:
+        return None
+    return str(dst)
+
+
+def _mask_area_arrow(masks: pa.Array) -> pa.Array:
+    """The mask_area SQL function: pycocotools' area of each COCO RLE struct in a vector."""
+    return pa.array([None if m is None else mask_area(m) for m in masks.to_pylist()], pa.int64())
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# ----- running -----
+def run_check(db: AuditDatabase, check: Check, examples: bool = False) -> CheckResult:
+    started = time.perf_counter()
+    result = CheckResult(
+        name=check.name, measures=check.measures, status="n/a", metric=check.metric,
+        warn=str(check.warn) if check.warn else None, fail=str(check.fail) if check.fail else None,
+        sql=check.path.read_text(),
+    )
+    missing = [t for t in check.requires if db.row_count(t) == 0]
+    if missing:
+        result.note = f"no rows in {', '.join(missing)}"
+        result.seconds = time.perf_counter() - started
+        return result
+    try:
+        if "setup" in check.sections:
+            db.query(check.sections["setup"])
+        if "summary" in check.sections:
+            result.summary = db.query(check.sections["summary"])
+        metric = db.query(check.sections["metric"])
+        result.value = _metric_value(metric, check)
+        result.status = grade(check, result.value)
+        if result.value is None:
+            result.note = "nothing to measure"
+        if examples and result.status in ("warn", "fail") and "examples" in check.sections:
+            result.examples = db.query(check.sections["examples"])
+    except Exception as err:  # a broken user check must not hide the others
+        result.status, result.note = "error", f"{type(err).__name__}: {err}".splitlines()[0][:300]
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _metric_value(metric: Rows, check: Check) -> float | None:
+    if not metric.rows:
+        return None
+    column = check.metric if check.metric in metric.columns else metric.columns[0]
+    value = metric.rows[0][metric.columns.index(column)]
+    return None if value is None else float(value)
+
+
+def run_audit(root: str | Path, checks: list[Check] | None = None, examples: bool = False) -> list[CheckResult]:
+    db = AuditDatabase(root)
+    try:
+        return [run_check(db, check, examples) for check in (checks or load_checks())]
+    finally:
+        db.close()
+
+
+def shell_statements(root: str | Path) -> list[str]:
+    """CREATE VIEW statements for the DuckDB CLI: live globs, so the shell follows a running build."""
+    db = AuditDatabase(root)
+    try:
+        statements = []
+        for table, files in db.files.items():
+            if files:
+                glob = _quote(str(Path(root).resolve() / table / "*.parquet"))
+                statements.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({glob}, union_by_name = true);")
+            else:
+                statements.append(_empty_view(db, table))
+        statements.append(db._table_rows_view() + ";")
+        statements.append(db._lineage_view() + ";")
+        return statements
+    finally:
+        db.close()
+
+
+def _empty_view(db: AuditDatabase, table: str) -> str:
+    described = db._fetch(f"DESCRIBE {table}").rows
+    columns = ", ".join(f"CAST(NULL AS {ctype}) AS {name}" for name, ctype, *_ in described)
+    return f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} WHERE false;"

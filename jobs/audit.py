@@ -1,0 +1,123 @@
+"""`python -m engine.run audit`: named quality checks, ad hoc SQL, or a DuckDB shell over a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HELP = "Audit a dataset with named DuckDB checks (pass/warn/fail), or run SQL against its tables."
+
+_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "n/a": "dim", "error": "bold magenta"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, type=Path, help="the dataset root")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when any check fails (a release gate)")
+    parser.add_argument("--sql", metavar="QUERY", help="run one SQL statement against views of every table instead")
+    parser.add_argument("--shell", action="store_true", help="open the duckdb CLI with the views defined")
+    parser.add_argument("--check", action="append", dest="only", metavar="NAME", help="run only this check (repeatable)")
+    parser.add_argument("--checks-dir", action="append", type=Path, default=[], metavar="DIR",
+                        help="more *.sql checks (same format as data/audit/); a same-named file overrides")
+    parser.add_argument("--examples", action="store_true", help="also print example rows behind a warn or fail")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    out.add_argument("--csv", action="store_true", help="print CSV instead of tables")
+
+
+def main(args: argparse.Namespace) -> int:
+    from engine import audit
+
+    if args.shell:
+        return _shell(args.dataset)
+    if args.sql:
+        db = audit.AuditDatabase(args.dataset)
+        try:
+            rows = db.query(args.sql)
+        except Exception as err:
+            from engine.errors import UserError
+
+            raise UserError(f"the query failed: {str(err).splitlines()[0]}") from None
+        finally:
+            db.close()
+        _print_rows(rows, args, title=None)
+        return 0
+    checks = audit.load_checks(args.checks_dir, args.only)
+    results = audit.run_audit(args.dataset, checks, examples=args.examples or args.json)
+    _print_results(results, args)
+    overall = audit.worst([r.status for r in results])
+    return 1 if args.strict and overall in ("fail", "error") else 0
+
+
+def _print_results(results, args) -> None:
+    if args.json:
+        print(json.dumps({"dataset": str(args.dataset), "checks": [r.to_json() for r in results]}, indent=1, default=str))
+        return
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["check", "status", "metric", "value", "warn", "fail", "note", "seconds"])
+        for r in results:
+            writer.writerow([r.name, r.status, r.metric, r.value, r.warn, r.fail, r.note, f"{r.seconds:.4f}"])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for r in results:
+        if r.summary and r.summary.rows:
+            _print_rows(r.summary, args, title=f"{r.name}: {r.measures}")
+        if r.examples and r.examples.rows:
+            _print_rows(r.examples, args, title=f"{r.name}: examples")
+    table = Table(title=f"audit of {args.dataset}", title_justify="left")
+    table.add_column("check", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("warn / fail")
+    table.add_column("note")
+    for r in results:
+        value = "" if r.value is None else f"{r.value:.4g}"
+        limits = " / ".join(_limit(t) for t in (r.warn, r.fail))
+        table.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", r.metric or "", value, limits, r.note)
+    console.print(table)
+
+
+def _limit(threshold: str | None) -> str:
+    return threshold.split(" ", 1)[1] if threshold else "-"
+
+
+def _print_rows(rows, args, title: str | None) -> None:
+    if args.json:
+        print(json.dumps(rows.records(), indent=1, default=str))
+        return
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(rows.columns)
+        writer.writerows(rows.rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in rows.columns:
+        table.add_column(str(column))
+    for row in rows.rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console().print(table)
+
+
+def _shell(dataset: Path) -> int:
+    from engine import audit
+
+    statements = audit.shell_statements(dataset)
+    binary = shutil.which("duckdb")
+    if binary is None:
+        print("The duckdb CLI binary is not on PATH (the duckdb Python package has no interactive shell); "
+              "paste these statements into any DuckDB session to get the same views:")
+        print("\n".join(statements))
+        return 0
+    return subprocess.call([binary, "-cmd", "\n".join(statements)])

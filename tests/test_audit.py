@@ -1,0 +1,363 @@
+"""The audit: each check's pass/warn/fail on crafted datasets, the CLI's modes, partial and live datasets."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+
+import duckdb
+import numpy as np
+import pytest
+
+from engine import audit
+from engine.run import main as cli
+from engine.store import DatasetStore
+from schemas import CaptionRow, McqRow, PreferenceRow, RejectionRow, ReviewRow, mask_area, stable_id
+from tests.helpers_audit import (
+    LINEAGE,
+    DatasetRows,
+    add_clip,
+    add_mcq,
+    add_object,
+    healthy_dataset,
+    square_masks,
+    write_mcq_checks,
+)
+
+
+def statuses(root, names=None) -> dict[str, str]:
+    return {r.name: r.status for r in audit.run_audit(root, audit.load_checks(names=names))}
+
+
+def one(root, name: str, examples: bool = False) -> audit.CheckResult:
+    return audit.run_audit(root, audit.load_checks(names=[name]), examples=examples)[0]
+
+
+@pytest.fixture
+def healthy(tmp_path) -> DatasetRows:
+    return healthy_dataset(tmp_path / "ds")
+
+
+def test_every_check_passes_on_a_healthy_dataset(healthy):
+    healthy.write()
+    found = statuses(healthy.root)
+    assert found.pop("blind_filter") == "n/a"  # no mcq_checks table yet
+    assert set(found.values()) == {"pass"}, found
+    assert len(found) >= 12
+
+
+def test_checks_files_have_parseable_headers():
+    checks = audit.load_checks()
+    for check in checks:
+        assert check.path.name == f"{check.name}.sql"
+        assert check.measures and (check.warn or check.fail) and "metric" in check.sections
+        assert check.metric in check.sections["metric"]
+
+
+def _clip_without_objects(data: DatasetRows, count: int) -> None:
+    for index in range(10, 10 + count):
+        add_clip(data, index, [])
+
+
+@pytest.mark.parametrize("count, expected", [(1, "warn"), (5, "fail")])
+def test_clips_without_objects(healthy, count, expected):
+    _clip_without_objects(healthy, count)
+    healthy.write()
+    result = one(healthy.root, "clips_without_objects", examples=True)
+    assert result.status == expected
+    assert result.value == pytest.approx(count / (4 + count))
+    assert len(result.examples.rows) == count
+
+
+def test_mask_quality_flags_empty_tiny_and_flickering_objects(healthy):
+    clip_id = healthy.clips[0].clip_id
+    flicker = square_masks(10, 10, 24, 2, 0)
+    flicker[5::2] = square_masks(10, 10, 6, 2, 0)[5::2]  # area jumps 16x every other frame
+    tiny = square_masks(40, 40, 2, 1, 0)  # 4 px of 12288
+    add_object(healthy, clip_id, "flickering blob", flicker)
+    healthy.write()
+    assert one(healthy.root, "mask_quality").status == "warn"  # 1 of 9 objects
+
+    add_object(healthy, clip_id, "empty thing", np.zeros_like(flicker))
+    add_object(healthy, clip_id, "speck", tiny)
+    healthy.write()
+    result = one(healthy.root, "mask_quality", examples=True)
+    assert result.status == "fail"
+    assert result.value == pytest.approx(3 / 11)
+    flags = {row["label"]: (row["empty"], row["tiny"], row["flicker"]) for row in result.examples.records()}
+    assert flags == {
+        "empty thing": (True, False, False),
+        "speck": (False, True, False),
+        "flickering blob": (False, False, True),
+    }
+
+
+def test_mask_area_udf_matches_pycocotools_and_numpy(healthy):
+    healthy.write()
+    db = audit.AuditDatabase(healthy.root)
+    try:
+        rows = db.query("SELECT object_id, list_transform(masks, lambda m: mask_area(m)) AS areas FROM objects").rows
+    finally:
+        db.close()
+    by_id = {o.object_id: o for o in healthy.tables["objects"]}
+    for object_id, areas in rows:
+        expected = [mask_area(m) for m in by_id[object_id].masks]
+        assert areas == expected and areas[0] == 24 * 24
+
+
+def test_review_rejection_rate(healthy):
+    objects = healthy.tables["objects"]
+    healthy.tables["reviews"] = [
+        ReviewRow.build(LINEAGE, review_id=stable_id("r", o.object_id), clip_id=o.clip_id, object_id=o.object_id,
+                        verdict="reject" if i < 3 else "accept", score=0.5, reason="caption_wrong")
+        for i, o in enumerate(objects)
+    ]
+    healthy.write()
+    result = one(healthy.root, "review_rejection_rate", examples=True)
+    assert (result.status, result.value) == ("warn", pytest.approx(3 / 8))
+    assert {r["model"] for r in result.summary.records()} == {"gpt-4o-mini"}
+    assert len(result.examples.rows) == 3
+
+
+def test_caption_lengths(healthy):
+    clip_id = healthy.clips[0].clip_id
+    for n in range(5):
+        healthy.add("captions", CaptionRow.build(LINEAGE, caption_id=stable_id("short", n), clip_id=clip_id,
+                                                 kind="object_short", text="red  square" if n else "x", source="annotator"))
+    healthy.write()
+    result = one(healthy.root, "caption_lengths")
+    assert (result.status, result.value) == ("fail", pytest.approx(5 / 17))
+    short = next(r for r in result.summary.records() if r["kind"] == "object_short")
+    assert (short["min_words"], short["max_words"]) == (1, 2)
+
+
+def test_mcq_categories_and_letters(healthy):
+    healthy.tables["mcqs"] = [
+        add_mcq(DatasetRows(healthy.root), c.clip_id, "MR", "A", f"Which way does thing {k} move?", k)
+        for c in healthy.clips for k in range(5)
+    ]
+    healthy.write()
+    found = statuses(healthy.root, ["mcq_categories", "mcq_answer_letters"])
+    assert found == {"mcq_categories": "fail", "mcq_answer_letters": "fail"}
+    assert one(healthy.root, "mcq_answer_letters").value == pytest.approx(0.75)
+
+
+def test_answer_letters_uneven_but_not_broken(healthy):
+    mcqs = healthy.tables["mcqs"]  # 24 questions, 6 per letter
+    for n in (1, 2, 3):
+        mcqs[n] = mcqs[n].model_copy(update={"answer": "A"})
+    healthy.write()
+    result = one(healthy.root, "mcq_answer_letters")
+    assert (result.status, result.value) == ("warn", pytest.approx(9 / 24 - 0.25))
+
+
+def test_duplicate_questions(healthy):
+    clip_id = healthy.clips[0].clip_id
+    add_mcq(healthy, clip_id, "MR", "B", "  question MR about   CLIP 0? ", 100)
+    healthy.write()
+    result = one(healthy.root, "duplicate_questions", examples=True)
+    assert (result.status, result.value) == ("warn", pytest.approx(1 / 25))
+    assert result.examples.records()[0]["copies"] == 2
+
+
+def test_blind_filter_reads_the_mcq_checks_table_when_present(healthy):
+    healthy.write()
+    mcqs = healthy.tables["mcqs"]
+    rows = [{"question_id": m.question_id, "clip_id": m.clip_id, "check": "blind",
+             "outcome": "drop" if i < 6 else "pass", "detail": ""} for i, m in enumerate(mcqs)]
+    rows.append({"question_id": mcqs[0].question_id, "clip_id": mcqs[0].clip_id, "check": "option_balance",
+                 "outcome": "flag", "detail": ""})
+    write_mcq_checks(healthy.root, rows)
+    result = one(healthy.root, "blind_filter", examples=True)
+    assert (result.status, result.value) == ("warn", pytest.approx(6 / 24))
+    assert len(result.examples.rows) == 6 and result.examples.records()[0]["question"]
+
+
+def test_preference_pairs_identical(healthy):
+    clip_id = healthy.clips[0].clip_id
+    healthy.add("preferences", PreferenceRow.build(
+        LINEAGE, pair_id=stable_id("same"), clip_id=clip_id, question="Where?", chosen="Left.", rejected=" left. ",
+        error_type="wrong_direction"))
+    healthy.write()
+    result = one(healthy.root, "preference_pairs")
+    assert (result.status, result.value) == ("fail", 1)
+
+
+def test_rows_without_lineage(healthy):
+    mcqs = healthy.tables["mcqs"]
+    mcqs[0] = mcqs[0].model_copy(update={"prompt_version": ""})
+    healthy.tables["reviews"][0] = healthy.tables["reviews"][0].model_copy(update={"model_revision": " "})
+    healthy.write()
+    result = one(healthy.root, "lineage", examples=True)
+    assert (result.status, result.value) == ("fail", 2)
+    assert {r["table"] for r in result.examples.records()} == {"mcqs", "reviews"}
+
+
+def test_token_cost_uses_the_price_table(healthy):
+    expensive = LINEAGE.model_copy(update={"model": "gpt-4o", "prompt_tokens": 10_000_000, "completion_tokens": 5_000_000})
+    healthy.tables["mcqs"] = [McqRow.build(expensive, **m.model_dump(exclude=set(type(LINEAGE).model_fields)))
+                              for m in healthy.tables["mcqs"][:2]]
+    healthy.write()
+    result = one(healthy.root, "token_cost")
+    per_mcq = (10 * 2.5 + 5 * 10.0)  # 10M prompt, 5M completion tokens at gpt-4o prices
+    cheap = 20 * (1000 * 0.15 + 200 * 0.6) / 1e6  # captions (8), reviews (8), preferences (4) on gpt-4o-mini
+    assert result.value == pytest.approx(2 * per_mcq + cheap)
+    assert result.status == "warn"
+    local = next(r for r in result.summary.records() if r["model"] == "renderer")
+    assert local["cost_usd"] == 0
+
+
+def test_invalid_rows_fail_above_one_percent(healthy):
+    healthy.add("rejections", RejectionRow(rejection_id=stable_id("bad"), item_id="q1", stage="questions",
+                                           reason="invalid_row", detail="mcqs.answer: bad letter"))
+    healthy.write()
+    result = one(healthy.root, "rejection_reasons")
+    assert (result.status, result.value) == ("fail", pytest.approx(1 / 62))  # 61 rows + the rejection
+
+
+def test_partial_dataset_gives_na_not_errors(tmp_path):
+    data = DatasetRows(tmp_path / "ds")
+    add_clip(data, 0, [])
+    data.tables = {"clips": data.tables["clips"]}  # only clips: no objects, captions, mcqs...
+    data.write()
+    found = statuses(data.root)
+    assert "error" not in found.values()
+    assert found["rows_per_table"] == "pass" and found["lineage"] == "pass"
+    for name in ("clips_without_objects", "mask_quality", "mcq_categories", "duplicate_questions",
+                 "blind_filter", "preference_pairs", "review_rejection_rate", "caption_lengths"):
+        assert found[name] == "n/a", name
+
+
+def test_empty_dataset_fails_rows_per_table(tmp_path):
+    (tmp_path / "empty").mkdir()
+    found = statuses(tmp_path / "empty")
+    assert found["rows_per_table"] == "fail"
+    assert "error" not in found.values()
+
+
+def test_strict_exit_code(healthy, capsys):
+    healthy.write()
+    assert cli(["audit", "--dataset", str(healthy.root), "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert "rows_per_table" in out and "mcq_answer_letters" in out and "truncated_video" in out
+    healthy.add("preferences", PreferenceRow.build(
+        LINEAGE, pair_id=stable_id("same"), clip_id=healthy.clips[0].clip_id, question="Q?", chosen="a", rejected="a",
+        error_type="none"))
+    healthy.write()
+    assert cli(["audit", "--dataset", str(healthy.root)]) == 0
+    assert cli(["audit", "--dataset", str(healthy.root), "--strict"]) == 1
+
+
+def test_json_and_csv_output(healthy, capsys):
+    healthy.write()
+    assert cli(["audit", "--dataset", str(healthy.root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert by_name["mcq_categories"]["status"] == "pass"
+    assert {r["category"] for r in by_name["mcq_categories"]["summary"]} == {"MR", "LM", "CM", "MO", "AO", "RC"}
+    assert cli(["audit", "--dataset", str(healthy.root), "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["check"]: r["status"] for r in rows}["blind_filter"] == "n/a"
+
+
+def test_ad_hoc_sql(healthy, capsys):
+    healthy.write()
+    query = "SELECT category, count(*) AS n FROM mcqs GROUP BY category ORDER BY category"
+    assert cli(["audit", "--dataset", str(healthy.root), "--sql", query, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0] == {"category": "AO", "n": 4}
+    assert cli(["audit", "--dataset", str(healthy.root), "--sql", query, "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "category,n" and lines[1] == "AO,4" and len(lines) == 7
+    assert cli(["audit", "--dataset", str(healthy.root), "--sql", "SELECT count(*) AS n FROM lineage"]) == 0
+    assert "60" in capsys.readouterr().out  # every row with lineage columns: 4+8+12+8+24+4
+    assert cli(["audit", "--dataset", str(healthy.root), "--sql", "SELECT * FROM no_such_table"]) == 2
+    assert "the query failed" in capsys.readouterr().err
+
+
+def test_missing_dataset_is_a_user_error(tmp_path, capsys):
+    assert cli(["audit", "--dataset", str(tmp_path / "nope")]) == 2
+    assert "no dataset at" in capsys.readouterr().err
+
+
+def test_shell_prints_views_without_the_cli(healthy, capsys, monkeypatch):
+    healthy.write()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert cli(["audit", "--dataset", str(healthy.root), "--shell"]) == 0
+    out = capsys.readouterr().out
+    first, _, statements = out.partition("\n")
+    assert "duckdb CLI" in first
+    con = duckdb.connect()
+    con.execute(statements)  # the printed statements work as pasted
+    assert con.execute("SELECT count(*) FROM mcqs").fetchall() == [(24,)]
+    assert con.execute("SELECT count(*) FROM sft").fetchall() == [(0,)]
+    assert con.execute("SELECT sum(rows) FROM table_rows").fetchall() == [(61,)]
+
+
+def test_user_checks_folder_adds_and_overrides(healthy, tmp_path):
+    healthy.write()
+    extra = tmp_path / "checks"
+    extra.mkdir()
+    (extra / "few_mcqs.sql").write_text(
+        "-- check: few_mcqs\n-- measures: MCQs per clip\n-- requires: mcqs\n-- warn: per_clip < 10\n"
+        "-- [metric]\nSELECT count(*) / count(DISTINCT clip_id) AS per_clip FROM mcqs;\n")
+    results = {r.name: r for r in audit.run_audit(healthy.root, audit.load_checks([extra]))}
+    assert (results["few_mcqs"].status, results["few_mcqs"].value) == ("warn", 6)
+    (extra / "broken.sql").write_text("-- check: broken\n-- warn: x >> 1\n-- [metric]\nSELECT 1 AS x;\n")
+    with pytest.raises(audit.UserError, match="not of the form"):
+        audit.load_checks([extra])
+
+
+def test_broken_check_sql_is_an_error_status_not_a_crash(healthy, tmp_path):
+    healthy.write()
+    extra = tmp_path / "checks"
+    extra.mkdir()
+    (extra / "typo.sql").write_text("-- check: typo\n-- fail: n > 0\n-- [metric]\nSELEC count(*) AS n FROM mcqs;\n")
+    results = {r.name: r for r in audit.run_audit(healthy.root, audit.load_checks([extra]))}
+    assert results["typo"].status == "error" and "Parser" in results["typo"].note
+    assert results["rows_per_table"].status == "pass"
+
+
+def test_audit_while_a_run_is_writing(healthy):
+    """A writer keeps committing (new shards and rewrites of the same shard); every audit sees whole shards."""
+    healthy.write()
+    clip_id = healthy.clips[0].clip_id
+    store = DatasetStore(healthy.root)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer():
+        try:
+            for n in range(400):
+                if stop.is_set():
+                    return
+                rows = [add_mcq(DatasetRows(healthy.root), clip_id, "MR", "ABCD"[k % 4], f"Live {n} {k}?", k)
+                        for k in range(8)]
+                store.commit(store.stage_shard("live", f"s{n % 5}", {"mcqs": rows}), {})
+        except BaseException as err:  # surfaced by the main thread
+            errors.append(err)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(8):
+            results = audit.run_audit(healthy.root)
+            assert "error" not in {r.status for r in results}, [(r.name, r.note) for r in results if r.status == "error"]
+            rows = {(r["table"], r["source"]): r["rows"] for r in
+                    next(r for r in results if r.name == "rows_per_table").summary.records()}
+            assert (rows[("mcqs", "template")] - 24) % 8 == 0  # whole shards only
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+
+
+def test_audit_leaves_a_writers_staging_alone_and_cleans_its_snapshot(healthy):
+    healthy.write()
+    in_flight = healthy.root / "_staging" / "questions-s1-1234abcd"
+    in_flight.mkdir(parents=True)
+    (in_flight / "mcqs.parquet").write_bytes(b"half written")
+    assert statuses(healthy.root)["rows_per_table"] == "pass"
+    assert (in_flight / "mcqs.parquet").read_bytes() == b"half written"
+    assert not (healthy.root / audit.SNAPSHOTS).exists()
