@@ -184,3 +184,19 @@ def test_auto_dtype_is_bf16_on_gpu_and_fp32_on_cpu():
     assert vision.pick_dtype("auto", "cpu") == torch.float32
     assert vision.pick_dtype("auto", "cuda:0") == torch.bfloat16
     assert vision.pick_dtype("float16", "cuda") == torch.float16
+
+
+def test_benchmark_runs_on_tiny_builds(tiny, tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "vision.py"
+    spec = importlib.util.spec_from_file_location("bench_vision", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.main(["--tiny", "--frames", "2", "--repeats", "1", "--json", str(tmp_path / "r.json")])
+    assert results["tiny"] and json.loads((tmp_path / "r.json").read_text()) == results
+    by_objects = {r["objects"]: r for r in results["rows"] if "objects" in r}
+    assert set(by_objects) == {1, 5, 10}
+    assert all(r["tflops"] > 0 and (r.get("images_per_s") or r.get("frames_per_s")) > 0 for r in results["rows"])
