@@ -110,9 +110,8 @@ class OfficialVideoPropagator:
     def propagate(self, frames, keyframe, masks):
         from unittest import mock
 
-        import torch
-
         import sam2.sam2_video_predictor as video_predictor
+        import torch
 
         height, width = frames.shape[1:3]
         pixels = sam2_pixel_values(frames, self.image_size, self.device)
