@@ -207,8 +207,8 @@ class TransformersBoxSegmenter:
                                 return_tensors="pt")
         content = tuple(int(v) for v in inputs.pop("reshaped_input_sizes")[0])
         inputs.pop("original_sizes")
-        inputs = inputs.to(self.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        inputs = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+                  for k, v in inputs.items()}
         with torch.inference_mode():
             out = self.model(**inputs, multimask_output=False)
         logits = out.pred_masks[0, :, 0].float().cpu().numpy()  # (N, h, w)
