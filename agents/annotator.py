@@ -78,58 +78,76 @@ class ObjectAnnotator(ChatStage):
         return out
 
     def _asks_for_clip(self, batch: Batch, clip, objects, out: StageOutput) -> list[Ask]:
-        from agents.video import VideoError, read_frames
-
-        picks = {o.object_id: sample(o.frame_indices, self.config.num_frames) for o in objects}
-        wanted = sorted({clip_frame for chosen in picks.values() for _, clip_frame in chosen})
-        try:
-            frames = read_frames(batch.resolve(clip.video_path), wanted)
-        except Exception as err:  # read_frames maps decode errors; opening a non-video raises PyAV's own
-            reason = err.reason if isinstance(err, VideoError) else "decode_error"
-            for obj in objects:
-                out.reject(self.name, obj.object_id, reason, f"{type(err).__name__}: {err}", clip.clip_id)
-            return []
-        by_index = dict(zip(wanted, frames))
+        cfg = self.config
+        shown = render_object_frames(batch, clip, objects, cfg.num_frames, cfg.visual_prompt, cfg.max_side,
+                                     self.name, out)
         asks = []
         for obj in objects:
-            chosen = picks[obj.object_id]
-            try:
-                masks = np.stack([decode_mask(obj.masks[position]) for position, _ in chosen])
-            except Exception as err:  # corrupt RLE from upstream: this object only
-                out.reject(self.name, obj.object_id, "bad_mask", f"{type(err).__name__}: {err}", clip.clip_id)
+            if obj.object_id not in shown:
                 continue
-            if masks.shape[1:] != frames.shape[1:3]:
-                detail = f"masks {masks.shape[1:]} but frames {frames.shape[1:3]}"
-                out.reject(self.name, obj.object_id, "mask_size_mismatch", detail, clip.clip_id)
-                continue
-            if not masks.any():
-                out.reject(self.name, obj.object_id, "empty_mask", "no mask pixels in the sampled frames", clip.clip_id)
-                continue
-            shown = render(self.config.visual_prompt, np.stack([by_index[f] for _, f in chosen]), masks)
-            images = [self._image(frame) for frame in shown]
-            if self.config.save_prompt_frames:
-                self._save(images, obj, [f for _, f in chosen])
+            frame_numbers, images = shown[obj.object_id]
+            if cfg.save_prompt_frames:
+                save_frames(Path(cfg.save_prompt_frames), obj, frame_numbers, images)
             messages = self.prompt.messages(
                 images=images, num_frames=len(images), label=obj.label,
-                visual_prompt_help=PROMPT_HELP[self.config.visual_prompt],
+                visual_prompt_help=PROMPT_HELP[cfg.visual_prompt],
             )
             asks.append(Ask(obj.object_id, obj.clip_id, self.request(messages, AnnotatorAnswer), obj))
         return asks
 
-    def _image(self, frame: np.ndarray):
-        from PIL import Image
 
-        image = Image.fromarray(frame)
-        scale = self.config.max_side / max(image.size)
-        if scale < 1:
-            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-        return image
+def render_object_frames(
+    batch: Batch, clip, objects, num_frames: int, kind: PromptKind, max_side: int, stage: str, out: StageOutput
+) -> dict[str, tuple[list[int], list]]:
+    """object_id -> (clip frame numbers, PIL images with the visual prompt drawn); objects whose
+    frames or masks cannot be used are rejection rows instead."""
+    from agents.video import VideoError, read_frames
 
-    def _save(self, images, obj, frame_numbers: list[int]) -> None:
-        folder = Path(self.config.save_prompt_frames) / obj.clip_id
-        folder.mkdir(parents=True, exist_ok=True)
-        for image, number in zip(images, frame_numbers):
-            image.save(folder / f"{obj.object_id}_{number:05d}.png")
+    picks = {o.object_id: sample(o.frame_indices, num_frames) for o in objects}
+    wanted = sorted({clip_frame for chosen in picks.values() for _, clip_frame in chosen})
+    try:
+        frames = read_frames(batch.resolve(clip.video_path), wanted)
+    except Exception as err:  # read_frames maps decode errors; opening a non-video raises PyAV's own
+        reason = err.reason if isinstance(err, VideoError) else "decode_error"
+        for obj in objects:
+            out.reject(stage, obj.object_id, reason, f"{type(err).__name__}: {err}", clip.clip_id)
+        return {}
+    by_index = dict(zip(wanted, frames))
+    shown = {}
+    for obj in objects:
+        chosen = picks[obj.object_id]
+        try:
+            masks = np.stack([decode_mask(obj.masks[position]) for position, _ in chosen])
+        except Exception as err:  # corrupt RLE from upstream: this object only
+            out.reject(stage, obj.object_id, "bad_mask", f"{type(err).__name__}: {err}", clip.clip_id)
+            continue
+        if masks.shape[1:] != frames.shape[1:3]:
+            detail = f"masks {masks.shape[1:]} but frames {frames.shape[1:3]}"
+            out.reject(stage, obj.object_id, "mask_size_mismatch", detail, clip.clip_id)
+            continue
+        if not masks.any():
+            out.reject(stage, obj.object_id, "empty_mask", "no mask pixels in the sampled frames", clip.clip_id)
+            continue
+        drawn = render(kind, np.stack([by_index[f] for _, f in chosen]), masks)
+        shown[obj.object_id] = ([f for _, f in chosen], [to_image(frame, max_side) for frame in drawn])
+    return shown
+
+
+def to_image(frame: np.ndarray, max_side: int):
+    from PIL import Image
+
+    image = Image.fromarray(frame)
+    scale = max_side / max(image.size)
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    return image
+
+
+def save_frames(root: Path, obj, frame_numbers: list[int], images) -> None:
+    folder = root / obj.clip_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for image, number in zip(images, frame_numbers):
+        image.save(folder / f"{obj.object_id}_{number:05d}.png")
 
 
 def sample(frame_indices: list[int], count: int) -> list[tuple[int, int]]:
