@@ -139,3 +139,19 @@ def test_missing_key_for_the_openai_api_fails_at_setup(monkeypatch):
     backend = make_chat_backend(ChatModelConfig(backend="openai", model="gpt-4o", api_key_env="VDE_ABSENT_KEY"))
     with pytest.raises(ModelNotFound, match=r"gpt-4o.*\$VDE_ABSENT_KEY"):
         backend.setup()
+
+
+def test_self_hosted_server_is_checked_at_setup(monkeypatch):
+    from agents.backends.models import ModelNotFound
+    from tests.fakes.openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer(models=("Qwen/Qwen2.5-7B-Instruct",)) as server:
+        good = ChatModelConfig(backend="openai", model="Qwen/Qwen2.5-7B-Instruct", base_url=server.base_url)
+        make_chat_backend(good).setup()
+        wrong = good.model_copy(update={"model": "OpenGVLab/InternVL2-26B"})
+        with pytest.raises(ModelNotFound, match="not 'OpenGVLab/InternVL2-26B'.*vllm serve"):
+            make_chat_backend(wrong).setup()
+        url = server.base_url
+    with pytest.raises(ModelNotFound, match="no OpenAI-compatible server answers"):
+        make_chat_backend(good.model_copy(update={"base_url": url, "timeout_s": 1.0})).setup()
+    assert not server.calls  # the checks are GETs, not chat calls

@@ -59,6 +59,26 @@ class OpenAIChatBackend(ChatBackend):
             timeout=self.cfg.timeout_s,
             max_retries=0,
         )
+        if self.cfg.base_url is not None:
+            self._check_server()
+
+    def _check_server(self) -> None:
+        """A self-hosted endpoint must be up and serve the model, or the stage fails at start-up
+        with one sentence instead of rejecting every item later."""
+        from agents.backends.models import ModelNotFound
+
+        how = f"start one with `vllm serve {self.cfg.model}` (or SGLang) or fix base_url"
+        try:
+            served = [m.id for m in self._client.models.list(timeout=min(self.cfg.timeout_s, 10.0))]
+        except Exception as err:
+            raise ModelNotFound(
+                f"no OpenAI-compatible server answers at {self.cfg.base_url} for model {self.cfg.model!r}; "
+                f"{how} ({type(err).__name__})"
+            ) from None
+        if served and self.cfg.model not in served:
+            raise ModelNotFound(
+                f"the server at {self.cfg.base_url} serves {', '.join(served[:5])}, not {self.cfg.model!r}; {how}"
+            )
 
     def teardown(self) -> None:
         if self._client is not None:

@@ -57,8 +57,12 @@ class RecordedCall:
 
 
 class FakeOpenAIServer:
-    def __init__(self, responder: Callable[[dict[str, Any]], Behaviour] | None = None):
+    """Chat completions on POST .../chat/completions; GET .../models lists `models`."""
+
+    def __init__(self, responder: Callable[[dict[str, Any]], Behaviour] | None = None,
+                 models: tuple[str, ...] = ()):
         self.responder = responder or (lambda body: Reply())
+        self.models = models  # GET /v1/models lists these; empty = does not say (any model goes)
         self.calls: list[RecordedCall] = []
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
@@ -98,6 +102,13 @@ class FakeOpenAIServer:
 
 def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path.rstrip("/").endswith("/models"):
+                data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in server.models]
+                self._send_json(200, {"object": "list", "data": data})
+            else:
+                self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
