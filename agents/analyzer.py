@@ -15,17 +15,21 @@ makes every answer parse, so the stage produces rows.
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
-from agents.chat_stage import Ask, ChatStage, ChatStageConfig
 from agents.base import Batch, StageOutput
+from agents.chat_stage import Ask, ChatStage, ChatStageConfig
 from schemas import PhraseRow, stable_id
+
+# The length limit is a decoding hint (schema only): an over-long phrase is filtered, not a failed answer.
+Phrase = Annotated[str, WithJsonSchema({"type": "string", "maxLength": 60})]
 
 
 class AnalyzerAnswer(BaseModel):
-    nouns: list[str] = Field(default_factory=list, max_length=12)
-    phrases: list[str] = Field(default_factory=list, max_length=12)
+    nouns: list[Phrase] = Field(max_length=12)
+    phrases: list[Phrase] = Field(max_length=12)
 
 
 class AnalyzerConfig(ChatStageConfig):

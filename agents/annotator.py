@@ -112,7 +112,7 @@ def render_object_frames(
         for obj in objects:
             out.reject(stage, obj.object_id, reason, f"{type(err).__name__}: {err}", clip.clip_id)
         return {}
-    by_index = dict(zip(wanted, frames))
+    by_index = dict(zip(wanted, frames, strict=False))
     shown = {}
     for obj in objects:
         chosen = picks[obj.object_id]
@@ -146,7 +146,7 @@ def to_image(frame: np.ndarray, max_side: int):
 def save_frames(root: Path, obj, frame_numbers: list[int], images) -> None:
     folder = root / obj.clip_id
     folder.mkdir(parents=True, exist_ok=True)
-    for image, number in zip(images, frame_numbers):
+    for image, number in zip(images, frame_numbers, strict=False):
         image.save(folder / f"{obj.object_id}_{number:05d}.png")
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,21 @@ from agents.base import Stage, StageConfig, StageOutput
 from schemas import Lineage
 
 PROMPTS = Path(__file__).parent / "prompts"
+PLACEMENT = {"base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_initial_s",
+             "backoff_max_s"}
 
 
 class ChatStageConfig(StageConfig):
     chat: ChatModelConfig = Field(default_factory=ChatModelConfig)
     prompt: str = Field(description="prompt file name under agents/prompts, without .txt")
     max_tokens: int = Field(256, ge=16, description="answer budget per request")
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """How the model is reached (endpoint, key variable, timeouts, retries, parallelism) does
+        not change what it answers, so changing it does not recompute the stage."""
+        fields = super().fingerprint_fields()
+        fields["chat"] = {k: v for k, v in fields["chat"].items() if k not in PLACEMENT}
+        return fields
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class Prompt:
         return [{"role": "system", "content": system}, {"role": "user", "content": content}]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(name: str) -> Prompt:
     path = PROMPTS / f"{name}.txt"
     if not path.exists():
@@ -112,7 +121,7 @@ class ChatStage(Stage):
             return []
         results = self.backend.chat_batch([a.request for a in asks])
         answered = []
-        for ask, result in zip(asks, results):
+        for ask, result in zip(asks, results, strict=False):
             out.counters["chat_calls"] += 1
             out.counters["prompt_tokens"] += result.prompt_tokens
             out.counters["completion_tokens"] += result.completion_tokens

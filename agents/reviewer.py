@@ -122,7 +122,7 @@ def mask_statistics(obj) -> dict:
     height, width = obj.masks[0].size
     areas = np.array([mask_area(m) for m in obj.masks], dtype=float)
     boxes = [mask_box(m) for m in obj.masks]
-    present = [b for b, a in zip(boxes, areas) if a > 0] or boxes
+    present = [b for b, a in zip(boxes, areas, strict=False) if a > 0] or boxes
     centres = np.array([((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in present])
     travel = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum()) if len(centres) > 1 else 0.0
     return {

@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from agents.analyzer import CaptionAnalyzer
 from agents.backends.chat import ScriptedChatBackend
 from agents.base import Batch

@@ -6,7 +6,7 @@ import pytest
 from agents.annotator import ObjectAnnotator, sample
 from agents.backends.chat import ScriptedChatBackend
 from agents.base import Batch
-from schemas import CaptionRow, encode_masks, validate_rows
+from schemas import CaptionRow, validate_rows
 from tests.fakes.shapes import make_clip, object_row
 
 GOOD = '{"detailed": "A red square slides steadily to the right.", "short": "red square moving right"}'

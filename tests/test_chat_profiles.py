@@ -44,3 +44,24 @@ def test_absent_models_fail_at_setup_with_one_sentence(profile, name, tmp_path, 
     message = str(caught.value)
     assert stage.config.chat.model in message and "\n" not in message
     assert any(hint in message for hint in ("huggingface-cli download", "OPENAI_API_KEY", "vllm serve"))
+
+
+def test_tiny_profile_chain_produces_rows_at_every_stage(tmp_path, monkeypatch):
+    """The demo's guarantee: with random weights every chat stage still writes rows."""
+    from agents.base import Batch
+    from schemas import validate_rows
+    from tests.fakes.shapes import make_clip
+
+    monkeypatch.setenv("VDE_CACHE", str(tmp_path / "cache"))
+    clip, objects = make_clip(tmp_path, colours=((220, 40, 40), (40, 40, 220)), speeds=(8, 3))
+    tables = {"clips": [clip], "objects": objects}
+    for name in ("analyzer", "annotator", "reviewer", "refiner"):
+        stage = _stage("tiny", name)
+        out = stage(Batch(root=tmp_path, tables=tables))
+        [table] = stage.writes
+        rows = out.rows[table]
+        assert rows, f"{name} wrote no rows: {out.rejections}"
+        assert validate_rows(table, rows, name)[1] == []
+        tables[table] = tables.get(table, []) + rows
+    kinds = {c.kind for c in tables["captions"]}
+    assert kinds == {"object_detailed", "object_short", "refined_detailed", "refined_short"}

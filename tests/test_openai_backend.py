@@ -10,14 +10,21 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from agents.backends.chat import ChatModelConfig, ChatRequest, make_chat_backend
-from tests.fakes.openai_server import Fail, Reply, openai_server  # noqa: F401 (fixture)
+from tests.fakes.openai_server import Fail, FakeOpenAIServer, Reply
 
 KEY = "sk-test-SECRET-0123456789"
+
+
+@pytest.fixture
+def openai_server():
+    with FakeOpenAIServer() as server:
+        yield server
 
 
 class Verdict(BaseModel):
     verdict: Literal["accept", "reject"]
     score: float = Field(ge=0, le=1)
+    reason: str = Field("", max_length=50)
 
 
 def _backend(server, monkeypatch, **overrides):
@@ -45,7 +52,9 @@ def test_structured_output_sends_schema_and_records_usage(openai_server, monkeyp
     body = openai_server.calls[0].body
     assert body["model"] == "gpt-4o"
     assert body["response_format"]["type"] == "json_schema"
-    assert set(body["response_format"]["json_schema"]["schema"]["properties"]) == {"verdict", "score"}
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert set(schema["properties"]) == {"verdict", "score", "reason"} and schema["additionalProperties"] is False
+    assert "maxLength" not in json.dumps(schema)  # strict mode refuses length limits
     assert openai_server.calls[0].headers["authorization"] == f"Bearer {KEY}"
 
 
@@ -69,7 +78,7 @@ def test_500_retries_with_backoff_then_succeeds(openai_server, monkeypatch):
     openai_server.script(Fail(500), Fail(503), Reply('{"verdict": "accept", "score": 1}'))
     [result] = backend.chat_batch([_request()])
     assert result.ok and result.attempts == 3 and len(openai_server.calls) == 3
-    gaps = [b.at - a.at for a, b in zip(openai_server.calls, openai_server.calls[1:])]
+    gaps = [b.at - a.at for a, b in zip(openai_server.calls, openai_server.calls[1:], strict=False)]
     assert gaps[0] >= 0.1 and gaps[1] >= 0.2  # exponential: initial, then twice that
 
 

@@ -7,10 +7,16 @@ from agents.backends.chat import ScriptedChatBackend
 from agents.base import Batch
 from agents.refiner import CaptionRefiner
 from schemas import CaptionRow, Lineage, ReviewRow, stable_id, validate_rows
-from tests.fakes.openai_server import Reply, openai_server  # noqa: F401 (fixture)
+from tests.fakes.openai_server import FakeOpenAIServer, Reply
 
 CLIP = stable_id("clip", "c")
 LINEAGE = Lineage(agent="test", model="m")
+
+
+@pytest.fixture
+def openai_server():
+    with FakeOpenAIServer() as server:
+        yield server
 
 
 def _object(name, verdict, kinds=("object_detailed", "object_short")):
@@ -81,3 +87,11 @@ def test_tiny_local_model_refines(tmp_path, monkeypatch):
     config = {"chat": {"backend": "local", "model": "tiny:qwen2", "max_new_tokens": 96}, "max_tokens": 96}
     out = CaptionRefiner(config)(_batch(_object("t", "accept"), _object("u", "accept")))
     assert len(out.rows["captions"]) == 4, out.rejections
+
+
+def test_fingerprint_ignores_how_the_model_is_reached():
+    base = CaptionRefiner({})
+    moved = CaptionRefiner({"chat": {"backend": "openai", "model": "gpt-4o", "base_url": "http://h:1/v1",
+                                     "concurrency": 32, "timeout_s": 5, "max_retries": 9}})
+    other = CaptionRefiner({"chat": {"backend": "openai", "model": "gpt-4o-mini"}})
+    assert base.fingerprint() == moved.fingerprint() != other.fingerprint()

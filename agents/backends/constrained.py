@@ -243,7 +243,7 @@ class SchemaLogitsProcessor:
     ):
         budgets = budgets or [None] * len(schemas)
         self.machines = [
-            SchemaMachine(s, table, eos_id, b) if s is not None else None for s, b in zip(schemas, budgets)
+            SchemaMachine(s, table, eos_id, b) if s is not None else None for s, b in zip(schemas, budgets, strict=False)
         ]
         self.started = False
 

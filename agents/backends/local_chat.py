@@ -116,7 +116,7 @@ class LocalChatBackend(ChatBackend):
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return [
             self._result(request, row, int(prompt))
-            for request, row, prompt in zip(requests, new_tokens, prompt_tokens)
+            for request, row, prompt in zip(requests, new_tokens, prompt_tokens, strict=False)
         ]
 
     def _result(self, request: ChatRequest, tokens, prompt_tokens: int) -> ChatResult:

@@ -164,16 +164,27 @@ class OpenAIChatBackend(ChatBackend):
 
 def response_format(model) -> dict[str, Any]:
     """A strict `json_schema` response format from a pydantic model (the client's own converter
-    makes the schema strict-mode compatible; a plain schema is the fallback)."""
+    makes the schema strict-mode compatible; a plain schema is the fallback). String length
+    limits are left out: strict mode refuses them, and the answer is validated here anyway."""
     try:
         from openai.lib._parsing._completions import type_to_response_format_param
 
-        return dict(type_to_response_format_param(model))
+        fmt = dict(type_to_response_format_param(model))
     except (ImportError, TypeError, ValueError):
-        return {
+        fmt = {
             "type": "json_schema",
             "json_schema": {"name": model.__name__, "schema": model.model_json_schema(), "strict": False},
         }
+    fmt["json_schema"] = {**fmt["json_schema"], "schema": _without_length_limits(fmt["json_schema"]["schema"])}
+    return fmt
+
+
+def _without_length_limits(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_length_limits(v) for k, v in schema.items() if k not in ("minLength", "maxLength")}
+    if isinstance(schema, list):
+        return [_without_length_limits(v) for v in schema]
+    return schema
 
 
 def is_transient(err: BaseException) -> bool:

@@ -20,7 +20,7 @@ def make_clip(root: Path, name: str = "clip", caption: str | None = "A red squar
     """One clip with one moving square per colour; returns its ClipRow and exact ObjectRows."""
     frames = np.full((T, H, W, 3), 90, np.uint8)
     all_masks = []
-    for number, (colour, speed) in enumerate(zip(colours, speeds)):
+    for number, (colour, speed) in enumerate(zip(colours, speeds, strict=False)):
         masks = np.zeros((T, H, W), bool)
         for t in range(T):
             x, y = 4 + speed * t, 10 + 30 * number
