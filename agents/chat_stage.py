@@ -103,6 +103,10 @@ class ChatStage(Stage):
         self.backend.setup()
         self.prompt = load_prompt(self.config.prompt)
 
+    def teardown(self) -> None:
+        if self.backend is not None:
+            self.backend.teardown()
+
     @property
     def prompt_version(self) -> str:
         return self.prompt.version
