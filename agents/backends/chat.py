@@ -13,9 +13,9 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 @dataclass
@@ -162,3 +162,35 @@ class ChatStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+
+
+class ChatModelConfig(BaseModel):
+    """Where a stage's language model runs. The API key is read from the environment variable
+    named by `api_key_env` when the backend starts; it is never part of a config, row or log."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    backend: Literal["local", "openai"] = "local"
+    model: str = Field("tiny:qwen2", description="tiny:<name>, a local folder, a HF id or an API model name")
+    revision: str = "main"
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint (None: api.openai.com)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key")
+    concurrency: int = Field(8, ge=1, description="requests in flight (openai) / batch size (local)")
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(4, ge=0, description="retries of transient API failures (429, 5xx, timeouts)")
+    parse_retries: int = Field(1, ge=0, description="re-asks after an answer that fails the schema")
+    backoff_initial_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    max_new_tokens: int = Field(256, ge=1)
+    constrained: bool = Field(True, description="local: decode only schema-valid JSON")
+    seed: int = 0
+
+
+def make_chat_backend(cfg: ChatModelConfig) -> ChatBackend:
+    """The backend a config names; implementations import their heavy modules lazily."""
+    if cfg.backend == "openai":
+        from agents.backends.openai_chat import OpenAIChatBackend
+
+        return OpenAIChatBackend(cfg)
+    from agents.backends.local_chat import LocalChatBackend
+
+    return LocalChatBackend(cfg)

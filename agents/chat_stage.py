@@ -1,0 +1,146 @@
+"""What every language-model stage shares: its chat model config, its versioned prompt, asking the
+backend for a batch of requests, turning failed answers into rejection rows, and lineage.
+
+Prompts are files `agents/prompts/<name>.txt`: a system part, a line `---`, then a user part;
+both are jinja2 templates. A prompt's version is its name plus a hash of the file, so any edit
+to a prompt is visible in every row it produces (`prompt_version`).
+
+Failed answers never become rows: `parse_failed` (the answer did not fit the response model),
+`api_error` / `api_rejected` (the endpoint failed or refused), `generation_failed` (a local batch
+broke) each become one rejection row for the item asked about.
+
+Tokens: one call may make several rows (a detailed and a short caption); the call's tokens are
+recorded on the first row and 0 on its siblings, so sums over a table count each call once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from agents.backends.chat import ChatBackend, ChatModelConfig, ChatRequest, ChatResult, make_chat_backend
+from agents.base import Stage, StageConfig, StageOutput
+from schemas import Lineage
+
+PROMPTS = Path(__file__).parent / "prompts"
+PLACEMENT = {"base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_initial_s",
+             "backoff_max_s"}
+
+
+class ChatStageConfig(StageConfig):
+    chat: ChatModelConfig = Field(default_factory=ChatModelConfig)
+    prompt: str = Field(description="prompt file name under agents/prompts, without .txt")
+    max_tokens: int = Field(256, ge=16, description="answer budget per request")
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """How the model is reached (endpoint, key variable, timeouts, retries, parallelism) does
+        not change what it answers, so changing it does not recompute the stage."""
+        fields = super().fingerprint_fields()
+        fields["chat"] = {k: v for k, v in fields["chat"].items() if k not in PLACEMENT}
+        return fields
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    system: str
+    user: str
+    version: str
+
+    def messages(self, images: list | None = None, **values: Any) -> list[dict[str, Any]]:
+        from jinja2 import Environment, StrictUndefined
+
+        env = Environment(undefined=StrictUndefined, keep_trailing_newline=False)
+        system = env.from_string(self.system).render(**values).strip()
+        user = env.from_string(self.user).render(**values).strip()
+        if images:
+            content: Any = [{"type": "image", "image": image} for image in images]
+            content.append({"type": "text", "text": user})
+        else:
+            content = user
+        return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+
+
+@cache
+def load_prompt(name: str) -> Prompt:
+    path = PROMPTS / f"{name}.txt"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in PROMPTS.glob("*.txt")))
+        raise FileNotFoundError(f"no prompt {name!r} in {PROMPTS}; known: {known}")
+    text = path.read_text()
+    system, _, user = text.partition("\n---\n")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return Prompt(name=name, system=system, user=user, version=f"{name}@{digest}")
+
+
+@dataclass
+class Ask:
+    """One request and the item it is about (for rejections)."""
+
+    item_id: str
+    clip_id: str | None
+    request: ChatRequest
+    context: Any = None
+
+
+class ChatStage(Stage):
+    """A stage whose work is chat requests. `backend` may be injected (tests, shared clients)."""
+
+    config: ChatStageConfig
+
+    def __init__(self, config=None, backend: ChatBackend | None = None):
+        super().__init__(config)
+        self.backend = backend
+
+    def setup(self) -> None:
+        if self.backend is None:
+            self.backend = make_chat_backend(self.config.chat)
+        self.backend.setup()
+        self.prompt = load_prompt(self.config.prompt)
+
+    def teardown(self) -> None:
+        if self.backend is not None:
+            self.backend.teardown()
+
+    @property
+    def prompt_version(self) -> str:
+        return self.prompt.version
+
+    def request(self, messages: list[dict[str, Any]], response_model) -> ChatRequest:
+        return ChatRequest(
+            messages=messages,
+            response_model=response_model,
+            max_tokens=self.config.max_tokens,
+            seed=self.config.chat.seed,
+        )
+
+    def ask(self, asks: list[Ask], out: StageOutput) -> list[tuple[Ask, ChatResult]]:
+        """Answers that parsed, with their asks; every failure is a rejection row in `out`."""
+        if not asks:
+            return []
+        results = self.backend.chat_batch([a.request for a in asks])
+        answered = []
+        for ask, result in zip(asks, results, strict=False):
+            out.counters["chat_calls"] += 1
+            out.counters["prompt_tokens"] += result.prompt_tokens
+            out.counters["completion_tokens"] += result.completion_tokens
+            if result.ok and (result.parsed is not None or ask.request.response_model is None):
+                answered.append((ask, result))
+            else:
+                out.reject(self.name, ask.item_id, result.error or "parse_failed", result.detail, ask.clip_id)
+        return answered
+
+    def lineage(self, result: ChatResult | None = None, extra_version: str = "") -> Lineage:
+        return Lineage(
+            agent=self.name,
+            model=self.backend.model,
+            model_revision=self.backend.revision,
+            prompt_version=self.prompt_version + extra_version,
+            prompt_tokens=result.prompt_tokens if result else 0,
+            completion_tokens=result.completion_tokens if result else 0,
+        )
