@@ -117,7 +117,10 @@ class TokenTable:
 
 
 def _string_safe(text: str) -> bool:
-    return '"' not in text and "\\" not in text and all(ord(c) >= 0x20 for c in text)
+    # U+FFFD: a token that is part of a multi-byte character decodes to the replacement sign on its
+    # own; leaving such tokens out keeps every generated string valid, visible text (rare
+    # characters that exist only as byte pieces cannot be written).
+    return '"' not in text and "\\" not in text and "\ufffd" not in text and all(ord(c) >= 0x20 for c in text)
 
 
 def shortest_answer_tokens(schema: dict[str, Any], table: TokenTable) -> int:
