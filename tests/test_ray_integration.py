@@ -92,12 +92,16 @@ def test_ray_job_submit_against_a_running_head(ray_head, tmp_path):
     write_good_clip(src / "good.mp4", seed=7)
     (src / "empty.mp4").write_bytes(b"")
     dataset = tmp_path / "ds"
-    job = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-         "python", "-m", "engine.run", "build-motionvid-qa", "--dataset", str(dataset),
-         "--source", str(src), "--stages", "ingest"],
-        env=env, capture_output=True, text=True, timeout=400, cwd=REPO,
-    )
+    for _ in range(20):  # `ray start` returns before the head's job agent accepts jobs
+        job = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+             "python", "-m", "engine.run", "build-motionvid-qa", "--dataset", str(dataset),
+             "--source", str(src), "--stages", "ingest"],
+            env=env, capture_output=True, text=True, timeout=400, cwd=REPO,
+        )
+        if "No available agent" not in job.stdout + job.stderr:
+            break
+        time.sleep(3)
     assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
     assert "succeeded" in job.stdout + job.stderr
     assert _count(dataset, "SELECT count(*) FROM '{root}/clips/*.parquet'") == [(1,)]
