@@ -51,12 +51,16 @@ def _free_port() -> int:
 def ray_head():
     """A real Ray head on loopback, in its own temp dir so only its processes are stopped."""
     temp_dir = tempfile.mkdtemp(prefix="vr", dir="/tmp")  # short: Ray puts unix sockets in it
-    port, dash = _free_port(), _free_port()
+    port, dash, agent, agent_grpc, client, env_agent, metrics = (_free_port() for _ in range(7))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
     start = subprocess.run(
         [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=4",
+         # every port explicit: another cluster on this machine (the test session's) holds the defaults
+         f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+         f"--ray-client-server-port={client}", f"--runtime-env-agent-port={env_agent}",
+         f"--metrics-export-port={metrics}",
          f"--temp-dir={temp_dir}", "--disable-usage-stats"],
         env=env, capture_output=True, text=True, timeout=180,
     )

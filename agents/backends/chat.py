@@ -169,7 +169,9 @@ class ChatModelConfig(BaseModel):
     named by `api_key_env` when the backend starts; it is never part of a config, row or log."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
-    backend: Literal["local", "openai"] = "local"
+    backend: Literal["local", "openai", "fake"] = Field(
+        "local", description="local transformers checkpoint, OpenAI-compatible endpoint, or an instant fake"
+    )
     model: str = Field("tiny:qwen2", description="tiny:<name>, a local folder, a HF id or an API model name")
     revision: str = "main"
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint (None: api.openai.com)")
@@ -183,6 +185,7 @@ class ChatModelConfig(BaseModel):
     max_new_tokens: int = Field(256, ge=1)
     constrained: bool = Field(True, description="local: decode only schema-valid JSON")
     seed: int = 0
+    fake_latency_s: float = Field(0.0, ge=0, description="fake: simulated seconds per request")
 
 
 def make_chat_backend(cfg: ChatModelConfig) -> ChatBackend:
@@ -191,6 +194,10 @@ def make_chat_backend(cfg: ChatModelConfig) -> ChatBackend:
         from agents.backends.openai_chat import OpenAIChatBackend
 
         return OpenAIChatBackend(cfg)
+    if cfg.backend == "fake":
+        from agents.backends.fake import InstantChatBackend
+
+        return InstantChatBackend(cfg)
     from agents.backends.local_chat import LocalChatBackend
 
     return LocalChatBackend(cfg)

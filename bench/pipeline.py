@@ -1,0 +1,174 @@
+"""The engine versus a plain single-process loop, on virtual scenes with instant fake models.
+
+Both do the same work: probe and decode the same pre-rendered clips, run the same stage code
+(ingest, ground truth, template questions, analyzer, annotator with its visual prompts, reviewer,
+refiner, question writer) with `backend: fake` chat models at the model boundary, and write the
+same Parquet tables. Then both again with a simulated API latency, to show the API stages keep
+their concurrency full. Rendering the scenes happens once, before either is timed.
+
+    python bench/pipeline.py --clips 500 [--latency 0.05] [--concurrency 16] [--shard-size 16]
+
+The last line printed is one JSON object with `ratio_vs_sequential` (engine throughput over the
+loop's, instant models) and `api_concurrency_efficiency` (achieved requests/s of the API stages
+over concurrency / latency, with the simulated latency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+STAGES = ["ingest", "ground_truth", "template_writer", "analyzer", "annotator", "reviewer", "refiner",
+          "question_writer"]
+API_STAGES = ["analyzer", "annotator", "reviewer", "refiner", "question_writer"]
+
+
+def render_one(args: tuple[str, int]) -> None:
+    from agents.virtual.render import render_video
+    from agents.virtual.scene import sample_scene
+
+    folder, index = args
+    path = Path(folder) / f"scene-0-{index:06d}.mp4"
+    if not path.exists():
+        render_video(sample_scene(0, index), path)
+
+
+def render_media(folder: Path, clips: int) -> float:
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        list(pool.map(render_one, [(str(folder), i) for i in range(clips)], chunksize=8))
+    return time.perf_counter() - started
+
+
+def job_config(clips: int, latency: float, concurrency: int, shard_size: int, executor: str):
+    from engine.config import JobConfig
+
+    chat = {"backend": "fake", "model": "bench", "fake_latency_s": latency, "concurrency": concurrency}
+    overrides = {stage: {"chat": chat} for stage in API_STAGES}
+    return JobConfig(source=f"virtual:{clips}", stages=STAGES, shard_size=shard_size, executor=executor,
+                     max_shards_in_flight=16, stage_config=overrides)
+
+
+def fresh_dataset(work: Path, name: str, media: Path) -> Path:
+    root = work / name
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "media").mkdir(parents=True)
+    os.symlink(media, root / "media" / "virtual")
+    return root
+
+
+def run_engine(cfg, root: Path) -> tuple[float, dict]:
+    from engine.build import build
+
+    started = time.perf_counter()
+    summary = build(cfg, str(root))
+    return time.perf_counter() - started, summary
+
+
+def run_sequential(cfg, root: Path) -> float:
+    """The plain loop: one process, shard after shard, stage after stage, Parquet per stage."""
+    import pyarrow.parquet as pq
+
+    from agents.base import Batch
+    from engine.config import build_stages
+    from engine.pipeline import make_shards
+    from engine.sources import iter_source
+    from engine.store import DatasetStore
+    from schemas import to_arrow, validate_rows
+
+    started = time.perf_counter()
+    stages = build_stages(cfg)
+    shards, _ = make_shards(DatasetStore(root), iter_source(cfg.source), cfg.shard_size)
+    for number, shard in enumerate(shards):
+        tables: dict[str, list] = {}
+        for stage in stages:
+            batch = Batch(root=root, items=shard.items if stage.name == "ingest" else [],
+                          tables={t: list(tables.get(t, [])) for t in stage.reads})
+            out = stage(batch)
+            for table in (*stage.writes, "rejections"):
+                rows = out.rejections if table == "rejections" else out.rows.get(table, [])
+                valid, _ = validate_rows(table, rows, stage.name)
+                tables.setdefault(table, []).extend(valid)
+                folder = root / "loop" / table
+                folder.mkdir(parents=True, exist_ok=True)
+                pq.write_table(to_arrow(table, valid), folder / f"{stage.name}-{number}.parquet")
+    return time.perf_counter() - started
+
+
+def api_efficiency(root: Path, latency: float, concurrency: int) -> dict:
+    """Requests per second each API stage achieved while it worked, over concurrency / latency."""
+    from engine.store import DatasetStore
+
+    store = DatasetStore(root)
+    con = store.duckdb()
+    requests = {
+        "analyzer": con.execute("SELECT count(*) FROM clips").fetchall()[0][0],
+        "annotator": con.execute("SELECT count(*) FROM objects").fetchall()[0][0],
+        "reviewer": con.execute("SELECT count(*) FROM objects").fetchall()[0][0],
+    }
+    out = {}
+    for stage, count in requests.items():
+        seconds = sum(r["seconds"] for r in store.commits(stage).values())
+        achieved = count / seconds if seconds else 0.0
+        out[stage] = {"requests": count, "busy_s": round(seconds, 2), "requests_per_s": round(achieved, 1),
+                      "efficiency": round(achieved / (concurrency / latency), 3)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=500)
+    parser.add_argument("--latency", type=float, default=0.05, help="simulated API seconds per request")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight per API actor")
+    parser.add_argument("--shard-size", type=int, default=16)
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    args = parser.parse_args()
+    os.environ.setdefault("VDE_CACHE", str(Path(tempfile.gettempdir()) / "vde-bench-cache"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="vde-bench-"))
+    media = work / "media"
+    rendered_s = render_media(media, args.clips)
+    print(f"rendered {args.clips} scenes once in {rendered_s:.1f}s (not timed below)", file=sys.stderr)
+
+    results = {}
+    for label, latency in (("instant", 0.0), ("api", args.latency)):
+        seq = run_sequential(job_config(args.clips, latency, args.concurrency, args.shard_size, "local"),
+                             fresh_dataset(work, f"loop-{label}", media))
+        root = fresh_dataset(work, f"engine-{label}", media)
+        engine_s, summary = run_engine(job_config(args.clips, latency, args.concurrency, args.shard_size, "ray"),
+                                       root)
+        import ray
+
+        ray.shutdown()
+        stage_s = {k: round(v["seconds"], 1) for k, v in summary["stages"].items()}
+        results[label] = {"sequential_s": round(seq, 2), "engine_s": round(engine_s, 2),
+                          "ratio": round(seq / engine_s, 3), "engine_worker_s_per_stage": stage_s}
+        if label == "api":
+            results[label]["api_stages"] = api_efficiency(root, latency, args.concurrency)
+        print(f"{label:>8}: loop {seq:7.1f}s  engine {engine_s:7.1f}s  ratio {seq / engine_s:5.2f}  "
+              f"worker seconds per stage {stage_s}", file=sys.stderr)
+    efficiency = [s["efficiency"] for s in results["api"]["api_stages"].values()]
+    final = {
+        "clips": args.clips,
+        "cores": os.cpu_count(),
+        "ratio_vs_sequential": results["instant"]["ratio"],
+        "ratio_vs_sequential_with_api_latency": results["api"]["ratio"],
+        "api_concurrency_efficiency": round(sum(efficiency) / len(efficiency), 3),
+        "driver_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "details": results,
+    }
+    print(json.dumps(final))
+
+
+if __name__ == "__main__":
+    main()
