@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(PY) -m engine.run build-motionvid-qa --dataset $(DATASET) --source $(SOURCE)
 	$(PY) -m engine.run audit --dataset $(DATASET)
+	$(PY) -m engine.run report --dataset $(DATASET) --to $(DATASET)-report
 
 test: setup browser
 	$(PY) -m pytest -q

@@ -33,16 +33,21 @@ class IngestConfig(StageConfig):
     virtual_fps: int = Field(12, ge=8, le=30)
     virtual_seconds: float = Field(3.0, gt=0.5, le=30)
     curation: CurationConfig = Field(default_factory=CurationConfig)
+    probe_timeout_s: float = Field(
+        60.0, gt=0, description="probing a folder or manifest video runs in a guarded process with this deadline"
+    )
 
 
 class Ingest(Stage[IngestConfig]):
     name = "ingest"
     config_model = IngestConfig
+    probe_entry = "agents.video:probe"  # run in the guarded process; tests swap in a hanging decoder
     writes = ("clips",)
     version = INGEST_VERSION
 
     def setup(self) -> None:
         self._curator = None
+        self._guard = None  # started on the first real (non-virtual) video
         if self.config.curation.enabled:
             from agents.curation.curate import Curator
 
@@ -51,6 +56,19 @@ class Ingest(Stage[IngestConfig]):
     def teardown(self) -> None:
         if getattr(self, "_curator", None) is not None:
             self._curator.close()
+        if getattr(self, "_guard", None) is not None:
+            self._guard.close()
+
+    def _probe_guarded(self, path: Path) -> VideoInfo:
+        """Probe in a separate process: a hanging or crashing decoder costs a rejection row."""
+        from agents.curation.safe_decode import DecodeFailure, GuardedDecoder
+
+        if self._guard is None:
+            self._guard = GuardedDecoder(self.config.probe_timeout_s)
+        info = self._guard.call(self.probe_entry, str(path))
+        if isinstance(info, DecodeFailure):
+            raise VideoError(info.reason, info.detail)
+        return info
 
     def process_batch(self, batch: Batch) -> StageOutput:
         self.ensure_setup()
@@ -146,7 +164,7 @@ class Ingest(Stage[IngestConfig]):
             caption = scene_description(spec)
             clip_id = _digest(json.dumps(metadata["virtual"], sort_keys=True).encode())
         path = batch.resolve(item.video_path)
-        info = probe(path)
+        info = probe(path) if item.source == "virtual" else self._probe_guarded(path)
         if item.source != "virtual":
             clip_id = _file_digest(path, item.start, item.end)
             info = span_info(info, item.start, item.end)

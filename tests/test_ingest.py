@@ -132,3 +132,16 @@ def test_manifest_span_counts_frames_from_start(tmp_path):
     assert (clip.num_frames, clip.start, clip.end) == (15, 1.0, 2.5)
     got = Batch(root=tmp_path).read_frames(clip, [0, 14])
     assert abs(int(got[0].mean()) - 80) <= 4 and abs(int(got[1].mean()) - 8 * 24) <= 4
+
+
+def test_hanging_or_crashing_probe_becomes_a_rejection_not_a_hang(tmp_path):
+    write_good_clip(tmp_path / "a.mp4", seed=1)
+    items = list(iter_source(str(tmp_path)))
+    for entry, reason in (("tests.helpers_footage:hanging_decoder", "decode_timeout"),
+                          ("tests.helpers_footage:crashing_decoder", "decoder_crashed")):
+        stage = Ingest({"probe_timeout_s": 2})
+        stage.probe_entry = entry
+        out = stage.process_batch(Batch(root=tmp_path, items=items))
+        stage.teardown()
+        assert [r.reason for r in out.rejections] == [reason]
+        assert out.rejections[0].retryable == (reason == "decode_timeout")
