@@ -29,9 +29,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agents.backends.chat import ChatBackend, ChatRequest, ChatResult
-from agents.base import Batch, Stage, StageConfig, StageOutput
-from agents.question_writer import Prompt
+from agents.backends.chat import ChatResult
+from agents.base import Batch, StageOutput
+from agents.chat_stage import Ask, ChatStage, ChatStageConfig, load_prompt
 from schemas import Lineage, McqCheckRow, stable_id
 
 LETTERS = "ABCD"
@@ -48,8 +48,10 @@ class ConsistencyVerdict(BaseModel):
     reason: str = ""
 
 
-class McqFiltersConfig(StageConfig):
-    chat: dict[str, Any] = Field(default_factory=dict, description="ChatModelConfig fields of the checking model")
+class McqFiltersConfig(ChatStageConfig):
+    prompt: str = Field("mcq_filters.blind.v1", description="blind-filter prompt file under agents/prompts/")
+    consistency_prompt: str = "mcq_filters.consistency.v1"
+    max_tokens: int = Field(128, ge=16, description="answer budget of a consistency verdict")
     seed: int = Field(0, description="seed of the letter shuffle")
     length_ratio: float = Field(1.8, gt=1, description="answer / mean distractor length that gives it away")
     length_action: Action = "flag"
@@ -61,8 +63,6 @@ class McqFiltersConfig(StageConfig):
     blind_action: Action = "drop"
     consistency: bool = True
     consistency_action: Action = "drop"
-    blind_prompt: str = "mcq_filters.blind.v1"
-    consistency_prompt: str = "mcq_filters.consistency.v1"
 
 
 def normalise_option(text: str) -> str:
@@ -99,26 +99,20 @@ def question_block(question: str, options: list[str]) -> str:
     return question + "\n" + "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
 
 
-class McqFilters(Stage[McqFiltersConfig]):
+class McqFilters(ChatStage):
     name = "mcq_filters"
     config_model = McqFiltersConfig
     reads = ("mcqs", "captions")
     writes = ("mcq_checks",)
     version = "1"
-
-    def __init__(self, config=None, backend: ChatBackend | None = None):
-        super().__init__(config)
-        self.backend = backend
-        self.blind_prompt = Prompt(self.config.blind_prompt)
-        self.consistency_prompt = Prompt(self.config.consistency_prompt)
+    config: McqFiltersConfig
 
     def setup(self) -> None:
-        if self.backend is None and (self.config.blind or self.config.consistency):
-            from agents.backends.chat import ChatModelConfig, make_chat_backend
-
-            self.backend = make_chat_backend(ChatModelConfig.model_validate(self.config.chat))
-        if self.backend is not None:
-            self.backend.setup()
+        """The model is loaded only when a model-backed check is on."""
+        if self.config.blind or self.config.consistency:
+            super().setup()
+        self.prompt = load_prompt(self.config.prompt)
+        self.consistency_prompt = load_prompt(self.config.consistency_prompt)
 
     def process_batch(self, batch: Batch) -> StageOutput:
         out = StageOutput()
@@ -145,11 +139,6 @@ class McqFilters(Stage[McqFiltersConfig]):
             clip_id=q.clip_id, check=check, outcome=outcome, detail=detail[:500], order=order))
         self.outcomes[q.question_id].append(outcome)
         out.counters[f"{check}_{outcome}"] += 1
-
-    def _llm_lineage(self, prompt: Prompt, result: ChatResult) -> Lineage:
-        return Lineage(agent=self.name, model=self.backend.model, model_revision=self.backend.revision,
-                       prompt_version=prompt.version, prompt_tokens=result.prompt_tokens,
-                       completion_tokens=result.completion_tokens)
 
     # ----- rule checks -----
     def _options_unique(self, out, q) -> None:
@@ -193,15 +182,14 @@ class McqFilters(Stage[McqFiltersConfig]):
 
     # ----- model checks -----
     def _blind(self, out, questions) -> None:
-        requests = []
+        asks = []
         for q in questions:
             options, _ = presented(q, self.orders[q.question_id])
-            text = self.blind_prompt.render(question=question_block(q.question, options))
-            requests += [ChatRequest(messages=[{"role": "user", "content": text}], response_model=BlindAnswer,
-                                     max_tokens=16, temperature=self.config.blind_temperature, seed=self.config.seed + t,
-                                     cache_key=stable_id(self.name, self.blind_prompt.version, text, t))
-                         for t in range(self.config.blind_tries)]
-        results = self.backend.chat_batch(requests)
+            messages = self.prompt.messages(question=question_block(q.question, options))
+            asks += [Ask(q.question_id, q.clip_id, self.request(
+                         messages, BlindAnswer, max_tokens=16, temperature=self.config.blind_temperature,
+                         seed=self.config.seed + t)) for t in range(self.config.blind_tries)]
+        results = self.answer(asks, out)
         n = self.config.blind_tries
         for i, q in enumerate(questions):
             tries = results[i * n : (i + 1) * n]
@@ -210,32 +198,32 @@ class McqFilters(Stage[McqFiltersConfig]):
             unread = sum(not r.ok for r in tries)
             p_value = binomial_tail(right, n, 1 / len(q.options))
             outcome = self.config.blind_action if p_value < self.config.blind_alpha else "pass"
-            merged = ChatResult(prompt_tokens=sum(r.prompt_tokens for r in tries),
-                                completion_tokens=sum(r.completion_tokens for r in tries))
+            # the tries that answered; unreadable ones are counted as wasted tokens (agents.chat_stage)
+            merged = ChatResult(prompt_tokens=sum(r.prompt_tokens for r in tries if r.ok),
+                                completion_tokens=sum(r.completion_tokens for r in tries if r.ok))
             self._record(out, q, "blind", outcome,
                          f"{right}/{n} right without the video (chance 1/{len(q.options)}, p={p_value:.3f}"
                          + (f", {unread} unreadable" if unread else "") + ")",
-                         lineage=self._llm_lineage(self.blind_prompt, merged))
+                         lineage=self.lineage(merged))
 
     def _consistency(self, out, questions, batch: Batch) -> None:
         captions = {c.caption_id: c.text for c in batch.rows("captions")}
         captions.update({f"clip:{c.clip_id}": c.caption for c in batch.clips if c.caption})
-        asked, requests = [], []
+        asks = []
         for q in questions:
             caption = captions.get(q.caption_id or "")
             if caption is None:
                 why = "template question, correct by construction" if q.source == "template" else "source caption not found"
                 self._record(out, q, "consistency", "pass" if q.source == "template" else "flag", why)
                 continue
-            text = self.consistency_prompt.render(
+            messages = self.consistency_prompt.messages(
                 caption=caption, question=question_block(q.question, q.options),
                 answer=f"{q.answer}. {q.options[LETTERS.index(q.answer)]}")
-            asked.append(q)
-            requests.append(ChatRequest(messages=[{"role": "user", "content": text}], response_model=ConsistencyVerdict,
-                                        max_tokens=128, temperature=0.0, seed=self.config.seed,
-                                        cache_key=stable_id(self.name, self.consistency_prompt.version, text)))
-        for q, result in zip(asked, self.backend.chat_batch(requests) if requests else [], strict=True):
-            lineage = self._llm_lineage(self.consistency_prompt, result)
+            request = self.request(messages, ConsistencyVerdict, prompt=self.consistency_prompt, seed=self.config.seed)
+            asks.append(Ask(q.question_id, q.clip_id, request, q))
+        for ask, result in zip(asks, self.answer(asks, out), strict=True):
+            q = ask.context
+            lineage = self.lineage(result if result.ok else None, prompt=self.consistency_prompt)
             if not result.ok:
                 self._record(out, q, "consistency", "flag", f"unverified ({result.error}): {result.detail}", lineage=lineage)
             elif result.parsed.derivable:

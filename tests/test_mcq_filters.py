@@ -78,7 +78,7 @@ def test_blind_and_consistency_outcomes_and_lineage(dataset):
     assert table[dataset.mcqs["f_mo"].question_id]["consistency"] == "flag"  # unreadable verdict
     blind_rows = [r for r in out.rows["mcq_checks"] if r.check == "blind"]
     assert {(r.model, r.model_revision) for r in blind_rows} == {("judge-test", "r7")}
-    assert all(r.prompt_version.startswith("mcq_filters.blind.v1:") and r.prompt_tokens > 0 for r in blind_rows)
+    assert all(r.prompt_version.startswith("mcq_filters.blind.v1@") and r.prompt_tokens > 0 for r in blind_rows)
     blind_calls = sum("Answer this multiple-choice" in r.messages[-1]["content"] for r in backend.requests)
     assert blind_calls == 3 * len(blind_rows)
 
