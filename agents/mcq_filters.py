@@ -9,8 +9,10 @@ with a `drop` outcome and carry `flag`s, see `engine.export`). Checks, in order:
   -> drop all but one (template questions win, being correct by construction); the same question
   and options on several clips of the batch -> flag (low diversity). Dataset-wide duplicates
   beyond one shard are removed at export time;
-- letter_shuffle: a seeded permutation of the options per question (deterministic), recorded as
-  `order`; the before/after answer-letter counts land in the counters (`letter_before_A`, ...);
+- letter_shuffle: the question writer shuffles options as it writes (agents.question_writer);
+  this records per question the model's letter -> the written letter, and the distributions
+  before (as the model answered) and after (as written) land in the counters (`letter_before_A`,
+  `letter_after_A`, ...);
 - blind: a text-only model answers the question without the video `blind_tries` times; if it is
   right more often than chance allows (one-sided binomial test at `blind_alpha`) the question tests
   language priors, not motion -> drop (or flag);
@@ -21,7 +23,6 @@ The model-backed checks skip questions already dropped by a rule.
 
 from __future__ import annotations
 
-import random
 import re
 from collections import Counter, defaultdict
 from math import comb
@@ -52,7 +53,7 @@ class McqFiltersConfig(ChatStageConfig):
     prompt: str = Field("mcq_filters.blind.v1", description="blind-filter prompt file under agents/prompts/")
     consistency_prompt: str = "mcq_filters.consistency.v1"
     max_tokens: int = Field(128, ge=16, description="answer budget of a consistency verdict")
-    seed: int = Field(0, description="seed of the letter shuffle")
+    seed: int = Field(0, description="sampling seed of the model checks (blind try t uses seed + t)")
     length_ratio: float = Field(1.8, gt=1, description="answer / mean distractor length that gives it away")
     length_action: Action = "flag"
     dedup_jaccard: float = Field(0.85, gt=0, le=1, description="token overlap above which questions are the same")
@@ -78,21 +79,9 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
-def shuffle_order(question_id: str, n: int, seed: int) -> list[int]:
-    order = list(range(n))
-    random.Random(stable_id("letter_shuffle", seed, question_id)).shuffle(order)
-    return order
-
-
 def binomial_tail(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p): how likely k right answers are by chance."""
     return sum(comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
-
-
-def presented(question, order: list[int]) -> tuple[list[str], str]:
-    """Options in shuffled order and the answer letter that goes with them."""
-    options = [question.options[i] for i in order]
-    return options, LETTERS[order.index(LETTERS.index(question.answer))]
 
 
 def question_block(question: str, options: list[str]) -> str:
@@ -118,11 +107,10 @@ class McqFilters(ChatStage):
         out = StageOutput()
         questions = sorted(batch.rows("mcqs"), key=lambda q: (q.source != "template", q.question_id))
         self.outcomes: dict[str, list[str]] = defaultdict(list)
-        self.orders: dict[str, list[int]] = {}
         for q in questions:
             self._options_unique(out, q)
             self._length_giveaway(out, q)
-            self._letter_shuffle(out, q)
+            self._letter_balance(out, q)
         self._duplicates(out, questions)
         alive = [q for q in questions if "drop" not in self.outcomes[q.question_id]]
         if self.config.blind and alive:
@@ -132,11 +120,11 @@ class McqFilters(ChatStage):
         return out
 
     # ----- recording -----
-    def _record(self, out, q, check, outcome, detail="", order=None, lineage: Lineage | None = None) -> None:
+    def _record(self, out, q, check, outcome, detail="", lineage: Lineage | None = None) -> None:
         lineage = lineage or Lineage(agent=self.name, model="rules", model_revision=self.version)
         out.add("mcq_checks", McqCheckRow.build(
             lineage, check_id=stable_id(self.name, q.question_id, check), question_id=q.question_id,
-            clip_id=q.clip_id, check=check, outcome=outcome, detail=detail[:500], order=order))
+            clip_id=q.clip_id, check=check, outcome=outcome, detail=detail[:500]))
         self.outcomes[q.question_id].append(outcome)
         out.counters[f"{check}_{outcome}"] += 1
 
@@ -155,13 +143,11 @@ class McqFilters(ChatStage):
         self._record(out, q, "length_giveaway", self.config.length_action if gives_away else "pass",
                      f"answer {ratio:.2f}x the mean distractor length")
 
-    def _letter_shuffle(self, out, q) -> None:
-        order = shuffle_order(q.question_id, len(q.options), self.config.seed)
-        _, after = presented(q, order)
-        out.counters[f"letter_before_{q.answer}"] += 1
-        out.counters[f"letter_after_{after}"] += 1
-        self.orders[q.question_id] = order
-        self._record(out, q, "letter_shuffle", "pass", f"{q.answer} -> {after}", order=order)
+    def _letter_balance(self, out, q) -> None:
+        before = q.generated_answer or q.answer  # template questions are written balanced
+        out.counters[f"letter_before_{before}"] += 1
+        out.counters[f"letter_after_{q.answer}"] += 1
+        self._record(out, q, "letter_shuffle", "pass", f"{before} -> {q.answer}")
 
     def _duplicates(self, out, questions) -> None:
         kept: dict[str, list[tuple[Any, set[str]]]] = defaultdict(list)
@@ -184,8 +170,7 @@ class McqFilters(ChatStage):
     def _blind(self, out, questions) -> None:
         asks = []
         for q in questions:
-            options, _ = presented(q, self.orders[q.question_id])
-            messages = self.prompt.messages(question=question_block(q.question, options))
+            messages = self.prompt.messages(question=question_block(q.question, q.options))
             asks += [Ask(q.question_id, q.clip_id, self.request(
                          messages, BlindAnswer, max_tokens=16, temperature=self.config.blind_temperature,
                          seed=self.config.seed + t)) for t in range(self.config.blind_tries)]
@@ -193,8 +178,7 @@ class McqFilters(ChatStage):
         n = self.config.blind_tries
         for i, q in enumerate(questions):
             tries = results[i * n : (i + 1) * n]
-            _, answer = presented(q, self.orders[q.question_id])
-            right = sum(r.ok and r.parsed.answer == answer for r in tries)
+            right = sum(r.ok and r.parsed.answer == q.answer for r in tries)
             unread = sum(not r.ok for r in tries)
             p_value = binomial_tail(right, n, 1 / len(q.options))
             outcome = self.config.blind_action if p_value < self.config.blind_alpha else "pass"

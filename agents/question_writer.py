@@ -9,8 +9,11 @@ Reads `clips`, `objects`, `captions` (and `reviews`, to skip rejected objects); 
 Every question keeps the caption it came from and its evidence span, which must appear in that
 caption (else `ungrounded_answer`). Object questions name objects as [k] in the model's text; the
 writer turns each into a `<region>` placeholder and lists the object ids in the same order, so a
-VideoRefer export has exactly one region per object. Options are stored as the model wrote them:
-the `mcq_filters` stage balances answer letters (a seeded shuffle recorded per question).
+VideoRefer export has exactly one region per object.
+
+Letters are balanced as written: models favour some answer letters, so each question's options are
+shuffled by a permutation seeded by its id and the stage `seed` (stable run after run); the row
+keeps the model's own letter in `generated_answer`, and `mcq_filters` reports both distributions.
 
 Example row: {"category": "RC", "question": "How many times does the ball bounce?", "options":
 ["once", "twice", "three times", "four times"], "answer": "B", "evidence": "bounces twice", ...}
@@ -18,6 +21,7 @@ Example row: {"category": "RC", "question": "How many times does the ball bounce
 
 from __future__ import annotations
 
+import random
 import re
 from typing import Any, Literal
 
@@ -82,6 +86,13 @@ class QuestionWriterConfig(ChatStageConfig):
 
 def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def shuffle_order(question_id: str, n: int, seed: int) -> list[int]:
+    """The seeded option order of a question: position i shows the model's option order[i]."""
+    order = list(range(n))
+    random.Random(stable_id("letter_shuffle", seed, question_id)).shuffle(order)
+    return order
 
 
 def split_tokens(total: int, parts: int) -> list[int]:
@@ -202,9 +213,12 @@ class QuestionWriter(ChatStage):
             out.reject(self.name, question_id, "ungrounded_answer", f"evidence {q.evidence!r} not in the caption", clip_id)
         else:
             out.counters[f"options_{len(options)}"] += 1
+            order = shuffle_order(question_id, len(options), self.config.seed)
+            answer = LETTERS[order.index(LETTERS.index(q.answer))]
             return {"question_id": question_id, "clip_id": clip_id, "object_ids": object_ids, "category": q.category,
-                    "question": question.strip(), "options": options, "answer": q.answer, "source": "llm",
-                    "caption_id": caption_id, "evidence": q.evidence.strip()}
+                    "question": question.strip(), "options": [options[i] for i in order], "answer": answer,
+                    "generated_answer": q.answer, "source": "llm", "caption_id": caption_id,
+                    "evidence": q.evidence.strip()}
         return None
 
     def _emit(self, out: StageOutput, clip_id: str, prompt: Prompt, result: ChatResult, rows: list) -> None:
