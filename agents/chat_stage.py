@@ -11,6 +11,14 @@ broke) each become one rejection row for the item asked about.
 
 Tokens: one call may make several rows (a detailed and a short caption); the call's tokens are
 recorded on the first row and 0 on its siblings, so sums over a table count each call once.
+A row's tokens are those of the answer it came from; tokens billed for attempts that were not
+used (a malformed answer re-asked, a failed answer) land in the stage counters of the commit
+record (`_commits/<stage>/<shard>.json`): `wasted_prompt_tokens`, `wasted_completion_tokens`.
+
+The dataset root is known at the first batch (`bind_root`): successful answers are cached under
+`<root>/_cache/chat/` (config `cache`, on by default; keyed by input, agent, prompt version and
+model, so a rerun or resume replays completed calls for free), and the Batch API mode keeps its
+batch ids under `<root>/_batches/<stage>/`. A backend injected by the caller is used as given.
 """
 
 from __future__ import annotations
@@ -23,24 +31,27 @@ from typing import Any
 
 from pydantic import Field
 
+from agents.backends.cache import CachedChatBackend, ResponseCache
 from agents.backends.chat import ChatBackend, ChatModelConfig, ChatRequest, ChatResult, make_chat_backend
-from agents.base import Stage, StageConfig, StageOutput
+from agents.base import Batch, Stage, StageConfig, StageOutput
 from schemas import Lineage
 
 PROMPTS = Path(__file__).parent / "prompts"
 PLACEMENT = {"base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_initial_s",
-             "backoff_max_s"}
+             "backoff_max_s", "batch_poll_s", "batch_max_wait_s"}
 
 
 class ChatStageConfig(StageConfig):
     chat: ChatModelConfig = Field(default_factory=ChatModelConfig)
     prompt: str = Field(description="prompt file name under agents/prompts, without .txt")
     max_tokens: int = Field(256, ge=16, description="answer budget per request")
+    cache: bool = Field(True, description="replay successful answers from <dataset>/_cache/chat")
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        """How the model is reached (endpoint, key variable, timeouts, retries, parallelism) does
-        not change what it answers, so changing it does not recompute the stage."""
+        """How the model is reached (endpoint, key variable, timeouts, retries, parallelism) and
+        whether answers are cached do not change what it answers, so they do not recompute the stage."""
         fields = super().fingerprint_fields()
+        fields.pop("cache", None)
         fields["chat"] = {k: v for k, v in fields["chat"].items() if k not in PLACEMENT}
         return fields
 
@@ -96,6 +107,8 @@ class ChatStage(Stage):
     def __init__(self, config=None, backend: ChatBackend | None = None):
         super().__init__(config)
         self.backend = backend
+        self._injected = backend is not None
+        self._root: Path | None = None
 
     def setup(self) -> None:
         if self.backend is None:
@@ -107,40 +120,78 @@ class ChatStage(Stage):
         if self.backend is not None:
             self.backend.teardown()
 
+    def __call__(self, batch: Batch) -> StageOutput:
+        self.ensure_setup()
+        self.bind_root(batch.root)
+        return self.process_batch(batch)
+
+    def bind_root(self, root: Path) -> None:
+        """Where the dataset lives is known only now: the batch mode's state folder and the
+        response cache go under it (once per actor; an actor serves one dataset)."""
+        if self._root is not None or self.backend is None:
+            return
+        self._root = Path(root)
+        if hasattr(self.backend, "state_dir") and self.backend.state_dir is None:
+            self.backend.state_dir = self._root / "_batches" / self.name
+        if self.config.cache and not self._injected:
+            self.backend = CachedChatBackend(self.backend, ResponseCache(self._root / "_cache" / "chat"), self.name)
+
     @property
     def prompt_version(self) -> str:
         return self.prompt.version
 
-    def request(self, messages: list[dict[str, Any]], response_model) -> ChatRequest:
+    def request(self, messages: list[dict[str, Any]], response_model, *, prompt: Prompt | None = None,
+                max_tokens: int | None = None, temperature: float = 0.0, seed: int | None = None) -> ChatRequest:
         return ChatRequest(
             messages=messages,
             response_model=response_model,
-            max_tokens=self.config.max_tokens,
-            seed=self.config.chat.seed,
+            max_tokens=max_tokens or self.config.max_tokens,
+            temperature=temperature,
+            seed=self.config.chat.seed if seed is None else seed,
+            cache_key=(prompt or self.prompt).version,
         )
 
-    def ask(self, asks: list[Ask], out: StageOutput) -> list[tuple[Ask, ChatResult]]:
-        """Answers that parsed, with their asks; every failure is a rejection row in `out`."""
+    def answer(self, asks: list[Ask], out: StageOutput) -> list[ChatResult]:
+        """Every answer, in order, failed or not, with its tokens counted (for stages that record
+        a failure as an outcome rather than a rejection)."""
         if not asks:
             return []
         results = self.backend.chat_batch([a.request for a in asks])
+        for ask, result in zip(asks, results, strict=True):
+            used = result.ok and (result.parsed is not None or ask.request.response_model is None)
+            count_tokens(out.counters, result, used)
+        return results
+
+    def ask(self, asks: list[Ask], out: StageOutput) -> list[tuple[Ask, ChatResult]]:
+        """Answers that parsed, with their asks; every failure is a rejection row in `out`."""
         answered = []
-        for ask, result in zip(asks, results, strict=False):
-            out.counters["chat_calls"] += 1
-            out.counters["prompt_tokens"] += result.prompt_tokens
-            out.counters["completion_tokens"] += result.completion_tokens
+        for ask, result in zip(asks, self.answer(asks, out), strict=True):
             if result.ok and (result.parsed is not None or ask.request.response_model is None):
                 answered.append((ask, result))
             else:
                 out.reject(self.name, ask.item_id, result.error or "parse_failed", result.detail, ask.clip_id)
         return answered
 
-    def lineage(self, result: ChatResult | None = None, extra_version: str = "") -> Lineage:
+    def lineage(self, result: ChatResult | None = None, extra_version: str = "", prompt: Prompt | None = None,
+                prompt_tokens: int | None = None, completion_tokens: int | None = None) -> Lineage:
+        """Lineage of a row: the call's tokens (or the given share of them), 0 without a result."""
         return Lineage(
             agent=self.name,
             model=self.backend.model,
             model_revision=self.backend.revision,
-            prompt_version=self.prompt_version + extra_version,
-            prompt_tokens=result.prompt_tokens if result else 0,
-            completion_tokens=result.completion_tokens if result else 0,
+            prompt_version=(prompt or self.prompt).version + extra_version,
+            prompt_tokens=prompt_tokens if prompt_tokens is not None else (result.prompt_tokens if result else 0),
+            completion_tokens=(completion_tokens if completion_tokens is not None
+                               else (result.completion_tokens if result else 0)),
         )
+
+
+def count_tokens(counters: dict[str, int], result: ChatResult, used: bool) -> None:
+    """Stage counters: tokens of answers that became rows, and tokens billed for nothing."""
+    counters["chat_calls"] += 1
+    counters["chat_cached"] += int(result.cached)
+    kind = "" if used else "wasted_"
+    counters[f"{kind}prompt_tokens"] += result.prompt_tokens
+    counters[f"{kind}completion_tokens"] += result.completion_tokens
+    counters["wasted_prompt_tokens"] += result.wasted_prompt_tokens
+    counters["wasted_completion_tokens"] += result.wasted_completion_tokens

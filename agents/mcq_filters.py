@@ -9,8 +9,10 @@ with a `drop` outcome and carry `flag`s, see `engine.export`). Checks, in order:
   -> drop all but one (template questions win, being correct by construction); the same question
   and options on several clips of the batch -> flag (low diversity). Dataset-wide duplicates
   beyond one shard are removed at export time;
-- letter_shuffle: a seeded permutation of the options per question (deterministic), recorded as
-  `order`; the before/after answer-letter counts land in the counters (`letter_before_A`, ...);
+- letter_shuffle: the question writer shuffles options as it writes (agents.question_writer);
+  this records per question the model's letter -> the written letter, and the distributions
+  before (as the model answered) and after (as written) land in the counters (`letter_before_A`,
+  `letter_after_A`, ...);
 - blind: a text-only model answers the question without the video `blind_tries` times; if it is
   right more often than chance allows (one-sided binomial test at `blind_alpha`) the question tests
   language priors, not motion -> drop (or flag);
@@ -21,7 +23,6 @@ The model-backed checks skip questions already dropped by a rule.
 
 from __future__ import annotations
 
-import random
 import re
 from collections import Counter, defaultdict
 from math import comb
@@ -29,9 +30,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agents.backends.chat import ChatBackend, ChatRequest, ChatResult
-from agents.base import Batch, Stage, StageConfig, StageOutput
-from agents.question_writer import Prompt
+from agents.backends.chat import ChatResult
+from agents.base import Batch, StageOutput
+from agents.chat_stage import Ask, ChatStage, ChatStageConfig, load_prompt
 from schemas import Lineage, McqCheckRow, stable_id
 
 LETTERS = "ABCD"
@@ -48,9 +49,11 @@ class ConsistencyVerdict(BaseModel):
     reason: str = ""
 
 
-class McqFiltersConfig(StageConfig):
-    chat: dict[str, Any] = Field(default_factory=dict, description="ChatModelConfig fields of the checking model")
-    seed: int = Field(0, description="seed of the letter shuffle")
+class McqFiltersConfig(ChatStageConfig):
+    prompt: str = Field("mcq_filters.blind.v1", description="blind-filter prompt file under agents/prompts/")
+    consistency_prompt: str = "mcq_filters.consistency.v1"
+    max_tokens: int = Field(128, ge=16, description="answer budget of a consistency verdict")
+    seed: int = Field(0, description="sampling seed of the model checks (blind try t uses seed + t)")
     length_ratio: float = Field(1.8, gt=1, description="answer / mean distractor length that gives it away")
     length_action: Action = "flag"
     dedup_jaccard: float = Field(0.85, gt=0, le=1, description="token overlap above which questions are the same")
@@ -61,8 +64,6 @@ class McqFiltersConfig(StageConfig):
     blind_action: Action = "drop"
     consistency: bool = True
     consistency_action: Action = "drop"
-    blind_prompt: str = "mcq_filters.blind.v1"
-    consistency_prompt: str = "mcq_filters.consistency.v1"
 
 
 def normalise_option(text: str) -> str:
@@ -78,57 +79,38 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
-def shuffle_order(question_id: str, n: int, seed: int) -> list[int]:
-    order = list(range(n))
-    random.Random(stable_id("letter_shuffle", seed, question_id)).shuffle(order)
-    return order
-
-
 def binomial_tail(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p): how likely k right answers are by chance."""
     return sum(comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
-
-
-def presented(question, order: list[int]) -> tuple[list[str], str]:
-    """Options in shuffled order and the answer letter that goes with them."""
-    options = [question.options[i] for i in order]
-    return options, LETTERS[order.index(LETTERS.index(question.answer))]
 
 
 def question_block(question: str, options: list[str]) -> str:
     return question + "\n" + "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
 
 
-class McqFilters(Stage[McqFiltersConfig]):
+class McqFilters(ChatStage):
     name = "mcq_filters"
     config_model = McqFiltersConfig
     reads = ("mcqs", "captions")
     writes = ("mcq_checks",)
     version = "1"
-
-    def __init__(self, config=None, backend: ChatBackend | None = None):
-        super().__init__(config)
-        self.backend = backend
-        self.blind_prompt = Prompt(self.config.blind_prompt)
-        self.consistency_prompt = Prompt(self.config.consistency_prompt)
+    config: McqFiltersConfig
 
     def setup(self) -> None:
-        if self.backend is None and (self.config.blind or self.config.consistency):
-            from agents.backends.chat import ChatModelConfig, make_chat_backend
-
-            self.backend = make_chat_backend(ChatModelConfig.model_validate(self.config.chat))
-        if self.backend is not None:
-            self.backend.setup()
+        """The model is loaded only when a model-backed check is on."""
+        if self.config.blind or self.config.consistency:
+            super().setup()
+        self.prompt = load_prompt(self.config.prompt)
+        self.consistency_prompt = load_prompt(self.config.consistency_prompt)
 
     def process_batch(self, batch: Batch) -> StageOutput:
         out = StageOutput()
         questions = sorted(batch.rows("mcqs"), key=lambda q: (q.source != "template", q.question_id))
         self.outcomes: dict[str, list[str]] = defaultdict(list)
-        self.orders: dict[str, list[int]] = {}
         for q in questions:
             self._options_unique(out, q)
             self._length_giveaway(out, q)
-            self._letter_shuffle(out, q)
+            self._letter_balance(out, q)
         self._duplicates(out, questions)
         alive = [q for q in questions if "drop" not in self.outcomes[q.question_id]]
         if self.config.blind and alive:
@@ -138,18 +120,13 @@ class McqFilters(Stage[McqFiltersConfig]):
         return out
 
     # ----- recording -----
-    def _record(self, out, q, check, outcome, detail="", order=None, lineage: Lineage | None = None) -> None:
+    def _record(self, out, q, check, outcome, detail="", lineage: Lineage | None = None) -> None:
         lineage = lineage or Lineage(agent=self.name, model="rules", model_revision=self.version)
         out.add("mcq_checks", McqCheckRow.build(
             lineage, check_id=stable_id(self.name, q.question_id, check), question_id=q.question_id,
-            clip_id=q.clip_id, check=check, outcome=outcome, detail=detail[:500], order=order))
+            clip_id=q.clip_id, check=check, outcome=outcome, detail=detail[:500]))
         self.outcomes[q.question_id].append(outcome)
         out.counters[f"{check}_{outcome}"] += 1
-
-    def _llm_lineage(self, prompt: Prompt, result: ChatResult) -> Lineage:
-        return Lineage(agent=self.name, model=self.backend.model, model_revision=self.backend.revision,
-                       prompt_version=prompt.version, prompt_tokens=result.prompt_tokens,
-                       completion_tokens=result.completion_tokens)
 
     # ----- rule checks -----
     def _options_unique(self, out, q) -> None:
@@ -166,13 +143,11 @@ class McqFilters(Stage[McqFiltersConfig]):
         self._record(out, q, "length_giveaway", self.config.length_action if gives_away else "pass",
                      f"answer {ratio:.2f}x the mean distractor length")
 
-    def _letter_shuffle(self, out, q) -> None:
-        order = shuffle_order(q.question_id, len(q.options), self.config.seed)
-        _, after = presented(q, order)
-        out.counters[f"letter_before_{q.answer}"] += 1
-        out.counters[f"letter_after_{after}"] += 1
-        self.orders[q.question_id] = order
-        self._record(out, q, "letter_shuffle", "pass", f"{q.answer} -> {after}", order=order)
+    def _letter_balance(self, out, q) -> None:
+        before = q.generated_answer or q.answer  # template questions are written balanced
+        out.counters[f"letter_before_{before}"] += 1
+        out.counters[f"letter_after_{q.answer}"] += 1
+        self._record(out, q, "letter_shuffle", "pass", f"{before} -> {q.answer}")
 
     def _duplicates(self, out, questions) -> None:
         kept: dict[str, list[tuple[Any, set[str]]]] = defaultdict(list)
@@ -193,49 +168,46 @@ class McqFilters(Stage[McqFiltersConfig]):
 
     # ----- model checks -----
     def _blind(self, out, questions) -> None:
-        requests = []
+        asks = []
         for q in questions:
-            options, _ = presented(q, self.orders[q.question_id])
-            text = self.blind_prompt.render(question=question_block(q.question, options))
-            requests += [ChatRequest(messages=[{"role": "user", "content": text}], response_model=BlindAnswer,
-                                     max_tokens=16, temperature=self.config.blind_temperature, seed=self.config.seed + t,
-                                     cache_key=stable_id(self.name, self.blind_prompt.version, text, t))
-                         for t in range(self.config.blind_tries)]
-        results = self.backend.chat_batch(requests)
+            messages = self.prompt.messages(question=question_block(q.question, q.options))
+            asks += [Ask(q.question_id, q.clip_id, self.request(
+                         messages, BlindAnswer, max_tokens=16, temperature=self.config.blind_temperature,
+                         seed=self.config.seed + t)) for t in range(self.config.blind_tries)]
+        results = self.answer(asks, out)
         n = self.config.blind_tries
         for i, q in enumerate(questions):
             tries = results[i * n : (i + 1) * n]
-            _, answer = presented(q, self.orders[q.question_id])
-            right = sum(r.ok and r.parsed.answer == answer for r in tries)
+            right = sum(r.ok and r.parsed.answer == q.answer for r in tries)
             unread = sum(not r.ok for r in tries)
             p_value = binomial_tail(right, n, 1 / len(q.options))
             outcome = self.config.blind_action if p_value < self.config.blind_alpha else "pass"
-            merged = ChatResult(prompt_tokens=sum(r.prompt_tokens for r in tries),
-                                completion_tokens=sum(r.completion_tokens for r in tries))
+            # the tries that answered; unreadable ones are counted as wasted tokens (agents.chat_stage)
+            merged = ChatResult(prompt_tokens=sum(r.prompt_tokens for r in tries if r.ok),
+                                completion_tokens=sum(r.completion_tokens for r in tries if r.ok))
             self._record(out, q, "blind", outcome,
                          f"{right}/{n} right without the video (chance 1/{len(q.options)}, p={p_value:.3f}"
                          + (f", {unread} unreadable" if unread else "") + ")",
-                         lineage=self._llm_lineage(self.blind_prompt, merged))
+                         lineage=self.lineage(merged))
 
     def _consistency(self, out, questions, batch: Batch) -> None:
         captions = {c.caption_id: c.text for c in batch.rows("captions")}
         captions.update({f"clip:{c.clip_id}": c.caption for c in batch.clips if c.caption})
-        asked, requests = [], []
+        asks = []
         for q in questions:
             caption = captions.get(q.caption_id or "")
             if caption is None:
                 why = "template question, correct by construction" if q.source == "template" else "source caption not found"
                 self._record(out, q, "consistency", "pass" if q.source == "template" else "flag", why)
                 continue
-            text = self.consistency_prompt.render(
+            messages = self.consistency_prompt.messages(
                 caption=caption, question=question_block(q.question, q.options),
                 answer=f"{q.answer}. {q.options[LETTERS.index(q.answer)]}")
-            asked.append(q)
-            requests.append(ChatRequest(messages=[{"role": "user", "content": text}], response_model=ConsistencyVerdict,
-                                        max_tokens=128, temperature=0.0, seed=self.config.seed,
-                                        cache_key=stable_id(self.name, self.consistency_prompt.version, text)))
-        for q, result in zip(asked, self.backend.chat_batch(requests) if requests else [], strict=True):
-            lineage = self._llm_lineage(self.consistency_prompt, result)
+            request = self.request(messages, ConsistencyVerdict, prompt=self.consistency_prompt, seed=self.config.seed)
+            asks.append(Ask(q.question_id, q.clip_id, request, q))
+        for ask, result in zip(asks, self.answer(asks, out), strict=True):
+            q = ask.context
+            lineage = self.lineage(result if result.ok else None, prompt=self.consistency_prompt)
             if not result.ok:
                 self._record(out, q, "consistency", "flag", f"unverified ({result.error}): {result.detail}", lineage=lineage)
             elif result.parsed.derivable:

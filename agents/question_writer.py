@@ -9,8 +9,11 @@ Reads `clips`, `objects`, `captions` (and `reviews`, to skip rejected objects); 
 Every question keeps the caption it came from and its evidence span, which must appear in that
 caption (else `ungrounded_answer`). Object questions name objects as [k] in the model's text; the
 writer turns each into a `<region>` placeholder and lists the object ids in the same order, so a
-VideoRefer export has exactly one region per object. Options are stored as the model wrote them:
-the `mcq_filters` stage balances answer letters (a seeded shuffle recorded per question).
+VideoRefer export has exactly one region per object.
+
+Letters are balanced as written: models favour some answer letters, so each question's options are
+shuffled by a permutation seeded by its id and the stage `seed` (stable run after run); the row
+keeps the model's own letter in `generated_answer`, and `mcq_filters` reports both distributions.
 
 Example row: {"category": "RC", "question": "How many times does the ball bounce?", "options":
 ["once", "twice", "three times", "four times"], "answer": "B", "evidence": "bounces twice", ...}
@@ -18,19 +21,17 @@ Example row: {"category": "RC", "question": "How many times does the ball bounce
 
 from __future__ import annotations
 
-import hashlib
+import random
 import re
-from pathlib import Path
-from string import Template
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agents.backends.chat import ChatBackend, ChatRequest, ChatResult
-from agents.base import Batch, Stage, StageConfig, StageOutput
+from agents.backends.chat import ChatResult
+from agents.base import Batch, StageOutput
+from agents.chat_stage import Ask, ChatStage, ChatStageConfig, Prompt, load_prompt
 from schemas import Lineage, McqRow, PreferenceRow, SftRow, stable_id
 
-PROMPTS = Path(__file__).parent / "prompts"
 LETTERS = "ABCD"
 ErrorType = Literal["wrong_direction", "wrong_order", "wrong_count", "wrong_object"]
 
@@ -74,31 +75,24 @@ class ObjectAnswer(BaseModel):
     questions: list[ObjectQuestion]
 
 
-class QuestionWriterConfig(StageConfig):
-    chat: dict[str, Any] = Field(default_factory=dict, description="ChatModelConfig fields of the writer model")
-    motion_prompt: str = Field("question_writer.motion.v1", description="prompt file under agents/prompts/")
+class QuestionWriterConfig(ChatStageConfig):
+    prompt: str = Field("question_writer.motion.v1", description="motion prompt file under agents/prompts/")
     object_prompt: str = Field("question_writer.object.v1", description="prompt file under agents/prompts/")
     object_questions: bool = Field(True, description="also write object-level questions")
     max_tokens: int = Field(2048, ge=64)
     temperature: float = Field(0.2, ge=0, le=2)
-    seed: int = 0
-
-
-class Prompt:
-    """A versioned prompt file; its version is the file name plus a hash of its text."""
-
-    def __init__(self, name: str):
-        path = PROMPTS / f"{name}.txt"
-        self.text = path.read_text()
-        self.version = f"{name}:{hashlib.sha256(self.text.encode()).hexdigest()[:8]}"
-        self.template = Template(self.text)
-
-    def render(self, **fields: str) -> str:
-        return self.template.substitute(**fields)
+    seed: int = Field(0, description="seed of the option shuffle that balances answer letters")
 
 
 def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def shuffle_order(question_id: str, n: int, seed: int) -> list[int]:
+    """The seeded option order of a question: position i shows the model's option order[i]."""
+    order = list(range(n))
+    random.Random(stable_id("letter_shuffle", seed, question_id)).shuffle(order)
+    return order
 
 
 def split_tokens(total: int, parts: int) -> list[int]:
@@ -109,25 +103,17 @@ def split_tokens(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-class QuestionWriter(Stage[QuestionWriterConfig]):
+class QuestionWriter(ChatStage):
     name = "question_writer"
     config_model = QuestionWriterConfig
     reads = ("clips", "objects", "captions", "reviews")
     writes = ("mcqs", "sft", "preferences")
     version = "1"
-
-    def __init__(self, config=None, backend: ChatBackend | None = None):
-        super().__init__(config)
-        self.backend = backend
-        self.motion_prompt = Prompt(self.config.motion_prompt)
-        self.object_prompt = Prompt(self.config.object_prompt)
+    config: QuestionWriterConfig
 
     def setup(self) -> None:
-        if self.backend is None:
-            from agents.backends.chat import ChatModelConfig, make_chat_backend
-
-            self.backend = make_chat_backend(ChatModelConfig.model_validate(self.config.chat))
-        self.backend.setup()
+        super().setup()
+        self.object_prompt = load_prompt(self.config.object_prompt)
 
     # ----- the batch -----
     def process_batch(self, batch: Batch) -> StageOutput:
@@ -135,51 +121,39 @@ class QuestionWriter(Stage[QuestionWriterConfig]):
         captions = batch.by_clip("captions")
         objects = batch.by_clip("objects")
         rejected = {r.object_id for r in batch.rows("reviews") if r.verdict == "reject"}
-        jobs: list[tuple[str, Any, Any]] = []  # (kind, clip, payload), one per request
+        asks: list[Ask] = []  # context: (kind, clip, payload)
         for clip in batch.clips:
             sources = motion_sources(clip, captions.get(clip.clip_id, []))
             if not sources:
                 out.reject(self.name, clip.clip_id, "no_motion_caption", "no motion caption to ask about", clip.clip_id)
-            jobs += [("motion", clip, source) for source in sources]
+            asks += [self._ask("motion", clip, source) for source in sources]
             described = described_objects(objects.get(clip.clip_id, []), captions.get(clip.clip_id, []), rejected)
             if self.config.object_questions and described:
-                jobs.append(("object", clip, described))
-        results = self.backend.chat_batch([self._request(kind, payload) for kind, _, payload in jobs])
-        for (kind, clip, payload), result in zip(jobs, results, strict=True):
-            item = payload[0] if kind == "motion" else f"objects:{clip.clip_id}"
-            if not result.ok:
-                out.reject(self.name, item, result.error or "api_error", result.detail, clip.clip_id)
-            elif kind == "motion":
+                asks.append(self._ask("object", clip, described))
+        for ask, result in self.ask(asks, out):
+            kind, clip, payload = ask.context
+            if kind == "motion":
                 self._motion_rows(out, clip, payload, result)
             else:
                 self._object_rows(out, clip, payload, result)
         return out
 
-    def _request(self, kind: str, payload: Any) -> ChatRequest:
+    def _ask(self, kind: str, clip, payload: Any) -> Ask:
         if kind == "motion":
-            prompt, model = self.motion_prompt, MotionAnswer
-            text = prompt.render(caption=payload[1])
+            prompt, model, item = self.prompt, MotionAnswer, payload[0]
+            messages = prompt.messages(caption=payload[1])
         else:
-            prompt, model = self.object_prompt, ObjectAnswer
+            prompt, model, item = self.object_prompt, ObjectAnswer, f"objects:{clip.clip_id}"
             lines = [f"[{i}] {obj.label}: {caption.text}" for i, (obj, caption) in enumerate(payload, start=1)]
-            text = prompt.render(objects="\n".join(lines))
-        return ChatRequest(
-            messages=[{"role": "user", "content": text}],
-            response_model=model,
-            max_tokens=self.config.max_tokens,
-            temperature=self.config.temperature,
-            seed=self.config.seed,
-            cache_key=stable_id(self.name, prompt.version, text),
-        )
+            messages = prompt.messages(objects="\n".join(lines))
+        request = self.request(messages, model, prompt=prompt, temperature=self.config.temperature)
+        return Ask(item, clip.clip_id, request, (kind, clip, payload))
 
     def _lineages(self, prompt: Prompt, result: ChatResult, rows: int) -> list[Lineage]:
         prompt_tokens = split_tokens(result.prompt_tokens, rows)
         completion_tokens = split_tokens(result.completion_tokens, rows)
-        return [
-            Lineage(agent=self.name, model=self.backend.model, model_revision=self.backend.revision,
-                    prompt_version=prompt.version, prompt_tokens=p, completion_tokens=c)
-            for p, c in zip(prompt_tokens, completion_tokens, strict=True)
-        ]
+        return [self.lineage(prompt=prompt, prompt_tokens=p, completion_tokens=c)
+                for p, c in zip(prompt_tokens, completion_tokens, strict=True)]
 
     # ----- motion: MCQs, SFT, preferences -----
     def _motion_rows(self, out: StageOutput, clip, source: tuple[str, str], result: ChatResult) -> None:
@@ -202,7 +176,7 @@ class QuestionWriter(Stage[QuestionWriterConfig]):
             rows.append(("preferences", {"pair_id": pair_id, "clip_id": clip.clip_id, "question": p.question,
                                          "chosen": p.chosen, "rejected": p.rejected, "error_type": p.error_type},
                          PreferenceRow))
-        self._emit(out, clip.clip_id, self.motion_prompt, result, rows)
+        self._emit(out, clip.clip_id, self.prompt, result, rows)
 
     # ----- objects: basic / reasoning / future -----
     def _object_rows(self, out: StageOutput, clip, described: list, result: ChatResult) -> None:
@@ -239,9 +213,12 @@ class QuestionWriter(Stage[QuestionWriterConfig]):
             out.reject(self.name, question_id, "ungrounded_answer", f"evidence {q.evidence!r} not in the caption", clip_id)
         else:
             out.counters[f"options_{len(options)}"] += 1
+            order = shuffle_order(question_id, len(options), self.config.seed)
+            answer = LETTERS[order.index(LETTERS.index(q.answer))]
             return {"question_id": question_id, "clip_id": clip_id, "object_ids": object_ids, "category": q.category,
-                    "question": question.strip(), "options": options, "answer": q.answer, "source": "llm",
-                    "caption_id": caption_id, "evidence": q.evidence.strip()}
+                    "question": question.strip(), "options": [options[i] for i in order], "answer": answer,
+                    "generated_answer": q.answer, "source": "llm", "caption_id": caption_id,
+                    "evidence": q.evidence.strip()}
         return None
 
     def _emit(self, out: StageOutput, clip_id: str, prompt: Prompt, result: ChatResult, rows: list) -> None:

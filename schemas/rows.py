@@ -161,6 +161,9 @@ class McqRow(_WithLineage):
     source: str = Field(pattern=r"^(template|llm)$")
     caption_id: str | None = Field(default=None, description="the caption the question came from")
     evidence: str | None = Field(default=None, description="span of the caption that grounds the answer")
+    generated_answer: str | None = Field(
+        default=None, pattern=r"^[A-D]$",
+        description="the answer letter as the model wrote it, before the seeded option shuffle (llm questions)")
 
     @model_validator(mode="after")
     def _answer_among_options(self):
@@ -305,6 +308,7 @@ McqRow.ARROW = _schema("mcqs", [
     pa.field("source", pa.string(), nullable=False),
     pa.field("caption_id", _ID),
     pa.field("evidence", pa.string()),
+    pa.field("generated_answer", pa.string()),
 ])
 SftRow.ARROW = _schema("sft", [
     pa.field("sft_id", _ID, nullable=False),

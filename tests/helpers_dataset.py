@@ -176,8 +176,9 @@ def write_dataset(root: str | Path) -> Fixture:
     t_mr = mcq(virtual, "MR", "Which direction does the red ball roll?", ball_dir, "A", "template", TEMPLATE)
     t_rc = mcq(virtual, "RC", "How many times does the ball bounce?", ["one", "two", "three", "four"], "B",
                "template", TEMPLATE)
-    l_mr = mcq(virtual, "MR", "In which direction does the red ball roll?", ["right", "left", "up", "down"], "B",
-               "llm", LLM, motion_v, "rolls to the left")
+    # written shuffled: the model answered B of [right, left, up, down]
+    l_mr = mcq(virtual, "MR", "In which direction does the red ball roll?", ["up", "down", "right", "left"], "D",
+               "llm", LLM, motion_v, "rolls to the left").model_copy(update={"generated_answer": "B"})
     l_rc = mcq(virtual, "RC", "How often does the ball bounce?", ["twice", "once", "three times"], "A", "llm", LLM,
                motion_v, "bounces twice")
     l_basic = mcq(virtual, "basic", "What colour is <region>?", ["red", "blue", "green", "yellow"], "A", "llm", LLM,
@@ -200,7 +201,7 @@ def write_dataset(root: str | Path) -> Fixture:
     checks += [
         check(f_mo, "blind", "drop", "answered without the video in 3/3 tries"),
         check(f_ao, "length_giveaway", "flag", "answer 2.1x the mean distractor length"),
-        check(l_mr, "letter_shuffle", "pass", "B -> D", order=[2, 3, 0, 1]),
+        check(l_mr, "letter_shuffle", "pass", "B -> D"),
     ]
 
     sft = [

@@ -9,12 +9,14 @@ import yaml
 from agents.analyzer import CaptionAnalyzer
 from agents.annotator import ObjectAnnotator
 from agents.backends.models import ModelNotFound
+from agents.mcq_filters import McqFilters
+from agents.question_writer import QuestionWriter
 from agents.refiner import CaptionRefiner
 from agents.reviewer import MaskReviewer
 
 PROFILES = Path(__file__).resolve().parents[1] / "data" / "profiles"
 STAGES = {"analyzer": CaptionAnalyzer, "annotator": ObjectAnnotator, "reviewer": MaskReviewer,
-          "refiner": CaptionRefiner}
+          "refiner": CaptionRefiner, "question_writer": QuestionWriter, "mcq_filters": McqFilters}
 
 
 def _stage(profile, name):

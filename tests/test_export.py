@@ -87,7 +87,7 @@ def test_motionbench_lines_and_predictions_template(fx, tmp_path):
             stem, *options = qa["question"].split("\n")
             assert [o[:3] for o in options] == [f"{letter}. " for letter in "ABCD"[: len(options)]]
             assert qa["answer"] in "ABCD"[: len(options)]
-    shuffled = qas[fx.ids["shuffled_question"]]  # stored as B=left, shuffled to [up, down, right, left]
+    shuffled = qas[fx.ids["shuffled_question"]]  # written shuffled to [up, down, right, left], exported as stored
     assert shuffled["question"].endswith("D. left") and shuffled["answer"] == "D"
 
 

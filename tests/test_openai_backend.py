@@ -109,7 +109,8 @@ def test_malformed_json_is_reasked_then_parse_failed(openai_server, monkeypatch)
     openai_server.script(Reply('{"verdict": "acc'), Reply('{"verdict": "maybe", "score": 3}'))
     [result] = backend.chat_batch([_request()])
     assert result.error == "parse_failed" and len(openai_server.calls) == 2
-    assert result.prompt_tokens == 22  # both attempts are paid for
+    # both attempts are paid for: the last one's tokens on the result, the re-asked one's as waste
+    assert (result.prompt_tokens, result.wasted_prompt_tokens) == (11, 11)
 
 
 def test_one_bad_request_does_not_break_the_batch(openai_server, monkeypatch):

@@ -102,7 +102,7 @@ def test_lineage_and_token_split(dataset):
     out, backend = run(dataset, object_questions=False)
     rows = [r for t in ("mcqs", "sft", "preferences") for r in out.rows[t]]
     assert {(r.agent, r.model, r.model_revision) for r in rows} == {("question_writer", "gpt-4o-test", "2024-08-06")}
-    assert {r.prompt_version.split(":")[0] for r in rows} == {"question_writer.motion.v1"}
+    assert {r.prompt_version.split("@")[0] for r in rows} == {"question_writer.motion.v1"}
     virtual_rows = [r for r in rows if r.clip_id == dataset.clips["virtual"].clip_id]
     first_call = backend.chat_batch([backend.requests[0]])[0]  # same request, same scripted answer
     assert sum(r.completion_tokens for r in virtual_rows) == first_call.completion_tokens
@@ -151,10 +151,13 @@ def test_ids_are_deterministic(dataset):
 
 
 def test_prompt_version_changes_with_the_prompt_file(tmp_path, monkeypatch):
-    import agents.question_writer as qw
+    import agents.chat_stage as cs
 
-    (tmp_path / "mine.v1.txt").write_text("Motion caption: $caption")
-    monkeypatch.setattr(qw, "PROMPTS", tmp_path)
-    a = qw.Prompt("mine.v1").version
-    (tmp_path / "mine.v1.txt").write_text("Motion caption, edited: $caption")
-    assert a != qw.Prompt("mine.v1").version and a.startswith("mine.v1:")
+    (tmp_path / "mine.v1.txt").write_text("You write questions.\n---\nMotion caption: {{ caption }}")
+    monkeypatch.setattr(cs, "PROMPTS", tmp_path)
+    cs.load_prompt.cache_clear()
+    a = cs.load_prompt("mine.v1").version
+    (tmp_path / "mine.v1.txt").write_text("You write questions.\n---\nMotion caption, edited: {{ caption }}")
+    cs.load_prompt.cache_clear()
+    assert a != cs.load_prompt("mine.v1").version and a.startswith("mine.v1@")
+    cs.load_prompt.cache_clear()

@@ -65,7 +65,10 @@ class CachedChatBackend(ChatBackend):
         self.inner.teardown()
 
     def chat_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
-        keys = [self.cache.key(r, self.inner.model, self.inner.revision, self.namespace) for r in requests]
+        # a request's cache_key (its prompt version) joins the namespace: an edited prompt never replays
+        keys = [self.cache.key(r, self.inner.model, self.inner.revision,
+                               f"{self.namespace}/{r.cache_key}" if r.cache_key else self.namespace)
+                for r in requests]
         results: list[ChatResult | None] = []
         missing: list[int] = []
         for position, (request, key) in enumerate(zip(requests, keys, strict=True)):

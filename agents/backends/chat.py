@@ -13,6 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,7 +26,7 @@ class ChatRequest:
     max_tokens: int = 512
     temperature: float = 0.0
     seed: int | None = 0
-    cache_key: str | None = None  # set by the stage: (input, agent, prompt version) digest
+    cache_key: str | None = None  # set by the stage: its prompt version, part of the response-cache key
 
     def digest(self, model: str) -> str:
         """Identifies the request for the response cache: messages, schema, sampling, model."""
@@ -49,6 +50,10 @@ class ChatResult:
     retryable: bool = False
     cached: bool = False
     attempts: int = 1
+    # tokens billed for attempts whose answer was not used (a malformed answer re-asked); the
+    # answer's own tokens above are those of the attempt that produced it, so row sums stay exact
+    wasted_prompt_tokens: int = 0
+    wasted_completion_tokens: int = 0
 
     @property
     def ok(self) -> bool:
@@ -169,9 +174,9 @@ class ChatModelConfig(BaseModel):
     named by `api_key_env` when the backend starts; it is never part of a config, row or log."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
-    backend: Literal["local", "openai", "fake"] = Field(
-        "local", description="local transformers checkpoint, OpenAI-compatible endpoint, or an instant fake"
-    )
+    backend: Literal["local", "openai", "openai-batch", "fake"] = Field(
+        "local", description="local checkpoint, OpenAI-compatible endpoint, its Batch API (half price, slow), "
+        "or an instant fake for benchmarks")
     model: str = Field("tiny:qwen2", description="tiny:<name>, a local folder, a HF id or an API model name")
     revision: str = "main"
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint (None: api.openai.com)")
@@ -185,11 +190,24 @@ class ChatModelConfig(BaseModel):
     max_new_tokens: int = Field(256, ge=1)
     constrained: bool = Field(True, description="local: decode only schema-valid JSON")
     seed: int = 0
+    batch_poll_s: float = Field(30.0, gt=0, description="openai-batch: seconds between status polls")
+    batch_max_wait_s: float = Field(24 * 3600.0, ge=0, description="openai-batch: wait this long, then stop "
+                                    "(the batch ids are kept; the next run resumes them)")
     fake_latency_s: float = Field(0.0, ge=0, description="fake: simulated seconds per request")
 
 
-def make_chat_backend(cfg: ChatModelConfig) -> ChatBackend:
-    """The backend a config names; implementations import their heavy modules lazily."""
+def make_chat_backend(cfg: ChatModelConfig, state_dir: str | Path | None = None) -> ChatBackend:
+    """The backend a config names; implementations import their heavy modules lazily.
+    `state_dir` is where the Batch API mode keeps its batch ids (a chat stage binds it to
+    `<dataset>/_batches/<stage>/` at its first batch when not given here)."""
+    if cfg.backend == "openai-batch":
+        import os
+
+        from agents.backends.openai_batch import OpenAIBatchBackend
+
+        return OpenAIBatchBackend(cfg.model, state_dir, revision=cfg.revision, base_url=cfg.base_url,
+                                  api_key=os.environ.get(cfg.api_key_env), poll_interval_s=cfg.batch_poll_s,
+                                  max_wait_s=cfg.batch_max_wait_s)
     if cfg.backend == "openai":
         from agents.backends.openai_chat import OpenAIChatBackend
 

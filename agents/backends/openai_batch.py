@@ -35,12 +35,12 @@ class BatchPending(RuntimeError):
 
 
 class OpenAIBatchBackend(ChatBackend):
-    def __init__(self, model: str, state_dir: str | Path, *, revision: str = "main", base_url: str | None = None,
+    def __init__(self, model: str, state_dir: str | Path | None, *, revision: str = "main", base_url: str | None = None,
                  api_key: str | None = None, client: Any = None, poll_interval_s: float = 30.0,
                  max_wait_s: float = 24 * 3600, max_requests_per_file: int = 50_000):
         self.model = model
         self.revision = revision
-        self.state_dir = Path(state_dir)
+        self.state_dir = Path(state_dir) if state_dir is not None else None  # bound later by the stage
         self.base_url = base_url
         self.api_key = api_key
         self.client = client
@@ -52,7 +52,13 @@ class OpenAIBatchBackend(ChatBackend):
         if self.client is None:
             from openai import OpenAI
 
-            self.client = OpenAI(base_url=self.base_url, api_key=self.api_key or os.environ.get("OPENAI_API_KEY"))
+            key = self.api_key or os.environ.get("OPENAI_API_KEY")
+            if not key and self.base_url is None:
+                from agents.backends.models import ModelNotFound
+
+                raise ModelNotFound(f"model {self.model!r} is served by the OpenAI Batch API, which needs a key: "
+                                    "set $OPENAI_API_KEY, or point base_url at a server with the batch endpoints")
+            self.client = OpenAI(base_url=self.base_url, api_key=key or "unused")  # local servers take any key
 
     # ----- the contract -----
     def chat_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
@@ -60,6 +66,8 @@ class OpenAIBatchBackend(ChatBackend):
             return []
         if self.client is None:
             self.setup()
+        if self.state_dir is None:
+            raise RuntimeError("the batch backend needs a state folder for its batch ids (state_dir)")
         lines = [self.request_line(i, r) for i, r in enumerate(requests)]
         job = hashlib.sha256("\n".join(line["custom_id"] for line in lines).encode()).hexdigest()[:20]
         state_path = self.state_dir / f"{job}.json"

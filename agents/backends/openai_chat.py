@@ -94,20 +94,20 @@ class OpenAIChatBackend(ChatBackend):
             return list(pool.map(self._answer, requests))
 
     def _answer(self, request: ChatRequest) -> ChatResult:
-        prompt_tokens = completion_tokens = attempts = 0
+        """The answer of the last attempt, carrying its own tokens; the tokens of answers that
+        were re-asked are paid for too, and travel separately as `wasted_*`."""
+        wasted_prompt = wasted_completion = attempts = 0
         result = ChatResult(error="api_error")
-        for _ in range(self.cfg.parse_retries + 1):
+        for ask in range(self.cfg.parse_retries + 1):
+            if ask:
+                wasted_prompt += result.prompt_tokens
+                wasted_completion += result.completion_tokens
             result = self._ask_once(request)
-            prompt_tokens += result.prompt_tokens
-            completion_tokens += result.completion_tokens
             attempts += result.attempts
             if result.error != "parse_failed":
                 break
-        result.prompt_tokens, result.completion_tokens, result.attempts = (
-            prompt_tokens,
-            completion_tokens,
-            attempts,
-        )
+        result.wasted_prompt_tokens, result.wasted_completion_tokens = wasted_prompt, wasted_completion
+        result.attempts = attempts
         return result
 
     def _ask_once(self, request: ChatRequest) -> ChatResult:

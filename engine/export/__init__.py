@@ -3,7 +3,7 @@
 Every exporter reads the dataset through `ExportView`, which applies the dataset's own decisions
 once, the same way for every format:
 - questions with any `drop` outcome in `mcq_checks` are left out; `flag` outcomes travel along;
-- a `letter_shuffle` check's option order is applied (the presented options and answer letter);
+- options are exported as stored: the question writer balanced the letters when it wrote them;
 - questions that repeat another question of the dataset (normalised text, same options) are left
   out here: the `mcq_filters` stage only sees one shard, so this is where dataset-wide dedup ends;
 - objects whose review rejected them are never exported, nor captions or questions about them.
@@ -102,7 +102,7 @@ class ExportView:
                 self.report_counts["mcq_duplicate_in_dataset"] += 1
                 continue
             seen[key] = q["question_id"]
-            out.append(apply_shuffle(q, checks))
+            out.append(with_flags(q, checks))
         return out
 
     def caption_for_object(self, object_id: str) -> str | None:
@@ -128,16 +128,9 @@ class ExportView:
         return [dict(zip(("agent", "model", "model_revision", "prompt_version"), s, strict=True)) for s in sorted(seen)]
 
 
-def apply_shuffle(question: dict, checks: list[dict]) -> dict:
-    """The question as presented: shuffled options if a letter_shuffle check says so, plus flags."""
-    q = dict(question)
-    q["flags"] = sorted({c["check"] for c in checks if c["outcome"] == "flag"})
-    shuffle = next((c for c in checks if c["check"] == "letter_shuffle" and c["order"]), None)
-    if shuffle and sorted(shuffle["order"]) == list(range(len(q["options"]))):
-        answer_text = q["options"][LETTERS.index(q["answer"])]
-        q["options"] = [question["options"][i] for i in shuffle["order"]]
-        q["answer"] = LETTERS[q["options"].index(answer_text)]
-    return q
+def with_flags(question: dict, checks: list[dict]) -> dict:
+    """The question as exported: as stored, with the checks that flagged it."""
+    return {**question, "flags": sorted({c["check"] for c in checks if c["outcome"] == "flag"})}
 
 
 def answer_text(question: dict) -> str:

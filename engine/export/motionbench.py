@@ -32,7 +32,7 @@ def export(view: ExportView, out: Path) -> ExportReport:
     write_json(out / "predictions-template.json", {uid: "" for uid in uids})
     report.files += [str(out / "motionbench.jsonl"), str(out / "predictions-template.json")]
     report.written.update(videos=len(lines), questions=len(uids))
-    # the letter balance as exported (after the recorded shuffle), for the user to see at a glance
+    # the letter balance as exported (the writer shuffled options as it wrote), for the user to see
     report.written.update(Counter(f"answer_{qa['answer']}" for line in lines for qa in line["qa"]))
     return report
 
