@@ -90,7 +90,8 @@ def execute(
                 commits += 1
                 if crash_after and commits >= crash_after:
                     os.kill(os.getpid(), signal.SIGKILL)
-                progress.finished_task(task.stage, _clip_count(task, shard), result.rejected, result.seconds)
+                progress.finished_task(task.stage, _clip_count(task, shard), result.rejected, result.seconds,
+                                       result.counters)
                 if task.stage_index + 1 < len(pipeline.stages):
                     _submit(pipeline, executor, progress, shard, task.stage_index + 1)
                 else:

@@ -19,6 +19,7 @@ class StageProgress:
     rejected: int = 0
     shards: int = 0
     seconds: float = 0.0  # summed worker time
+    counters: dict[str, int] = field(default_factory=dict)  # summed stage counters (tokens, calls, ...)
 
     def rate(self, elapsed: float) -> float:
         return self.done / elapsed if elapsed > 0 else 0.0
@@ -44,8 +45,11 @@ class Progress:
         self.by_stage[stage].in_flight += clips
         self.refresh()
 
-    def finished_task(self, stage: str, clips: int, rejected: int, seconds: float) -> None:
+    def finished_task(self, stage: str, clips: int, rejected: int, seconds: float,
+                      counters: dict[str, int] | None = None) -> None:
         p = self.by_stage[stage]
+        for key, value in (counters or {}).items():
+            p.counters[key] = p.counters.get(key, 0) + value
         p.in_flight -= clips
         p.done += clips
         p.rejected += rejected

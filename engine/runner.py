@@ -85,8 +85,9 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
 def _call_isolating_failures(stage: Stage, batch: Batch) -> StageOutput:
     try:
         return stage(batch)
-    except Exception:  # noqa: BLE001 - any failure of one batch must not end the run
-        pass
+    except Exception as err:  # noqa: BLE001 - any failure of one batch must not end the run
+        if getattr(err, "whole_shard", False):  # e.g. a Batch API job still running: retry later
+            return _reject_all(stage, batch, getattr(err, "reason", "stage_error"), _short_error(err))
     merged = StageOutput()
     for part in _split(batch):
         try:
@@ -101,6 +102,14 @@ def _call_isolating_failures(stage: Stage, batch: Batch) -> StageOutput:
         for key, value in result.counters.items():
             merged.counters[key] += value
     return merged
+
+
+def _reject_all(stage: Stage, batch: Batch, reason: str, detail: str) -> StageOutput:
+    out = StageOutput()
+    for part in _split(batch):
+        for item_id, clip_id in _part_ids(part):
+            out.reject(stage.name, item_id, reason, detail, clip_id=clip_id)
+    return out
 
 
 def _split(batch: Batch) -> list[Batch]:

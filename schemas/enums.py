@@ -60,9 +60,10 @@ class Reason(StrEnum):
     parse_failed = "parse_failed"
     api_error = "api_error"
     # segmentor / reviewer
+    batch_pending = "batch_pending"
     no_objects_found = "no_objects_found"
     review_rejected = "review_rejected"
 
 
 # Reasons worth trying again on the next run: the input may be fine, the world was not.
-RETRYABLE_REASONS = frozenset({Reason.decode_timeout, Reason.stage_error, Reason.api_error})
+RETRYABLE_REASONS = frozenset({Reason.decode_timeout, Reason.stage_error, Reason.api_error, Reason.batch_pending})

@@ -146,3 +146,45 @@ def test_help_is_fast_and_imports_nothing_heavy():
     heavy, _ = out.rsplit(" ", 1)
     assert heavy == "[]"
     assert time.time() - started < 5  # generous for a loaded CI machine; ~0.1 s locally
+
+
+class PendingError(RuntimeError):
+    reason = "batch_pending"
+    whole_shard = True
+
+
+class PendingStage(EchoCaptioner):
+    """Raises a whole-shard error (as a Batch API job still running does) while PENDING is set."""
+
+    name = "pending"
+    calls = 0
+
+    def process_batch(self, batch):
+        PendingStage.calls += 1
+        if PENDING:
+            raise PendingError("batch still running")
+        return super().process_batch(batch)
+
+
+PENDING = [True]
+
+
+def test_whole_shard_errors_are_not_split_and_are_retried(tmp_path):
+    _videos(tmp_path / "src", 3)
+    stages = [Ingest(), PendingStage()]
+    pipeline = Pipeline(stages)
+    store = DatasetStore(tmp_path / "ds", recover=True)
+    options = BuildOptions(shard_size=3)
+    plan = plan_build(pipeline, store, str(tmp_path / "src"), options)
+    PendingStage.calls = 0
+    execute(pipeline, store, plan, lambda: LocalExecutor(stages, store.root), options,
+            Progress(pipeline.names, live=False, interval=1e9))
+    assert PendingStage.calls == 1  # one attempt for the shard, not one per clip
+    rows = _rows(store, "SELECT reason, retryable FROM rejections WHERE stage = 'pending'")
+    assert rows == [("batch_pending", True)] * 3
+    PENDING.clear()
+    plan = plan_build(pipeline, store, str(tmp_path / "src"), options)
+    assert plan.per_stage["pending"] == {"failed_before": 3}
+    execute(pipeline, store, plan, lambda: LocalExecutor(stages, store.root), options,
+            Progress(pipeline.names, live=False, interval=1e9))
+    assert _rows(store, "SELECT count(*) FROM captions") == [(3,)]

@@ -31,7 +31,13 @@ DONE = {"completed", "failed", "expired", "cancelled"}
 
 
 class BatchPending(RuntimeError):
-    """The batches were submitted but have not finished within `max_wait_s`; rerun to resume."""
+    """The batches were submitted but have not finished within `max_wait_s`; rerun to resume.
+
+    The engine treats it as a failure of the whole shard (never retried clip by clip, which would
+    submit one new batch per clip) with the retryable reason `batch_pending`."""
+
+    reason = "batch_pending"
+    whole_shard = True
 
 
 class OpenAIBatchBackend(ChatBackend):
