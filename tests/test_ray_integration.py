@@ -139,3 +139,16 @@ def test_actor_dying_mid_batch_is_restarted_and_its_batch_retried(ray_local, tmp
     rows = _count(tmp_path / "ds", "SELECT text, count(*) FROM '{root}/captions/*.parquet' GROUP BY 1")
     assert rows == [("survived", 4)]
     assert _count(tmp_path / "ds", "SELECT count(*) FROM '{root}/rejections/*.parquet'") == [(0,)]
+
+
+def test_kill_9_of_a_ray_driver_then_resume_matches_a_local_run(tmp_path):
+    from tests.test_resume import _build, _snapshot
+
+    reference = tmp_path / "local"
+    assert _build(reference).returncode == 0
+    dataset = tmp_path / "ray"
+    crashed = _build(dataset, crash_after=3, executor="ray")
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    resumed = _build(dataset, executor="ray")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _snapshot(dataset) == _snapshot(reference)  # same ids whichever executor ran them
