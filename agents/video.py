@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,28 +97,38 @@ def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
 
     Decodes the stream once, front to back, keeping only the wanted frames.
     """
-    import av
-
     wanted = set(int(i) for i in indices)
     if not wanted:
         raise ValueError("no frame indices to read")
+    found = decode_wanted(path, wanted)
+    missing = sorted(i for i in wanted if i not in found)
+    if missing:
+        raise VideoError("truncated_video", f"frames {missing[:5]} could not be decoded from {Path(path).name}")
+    return np.stack([found[int(i)] for i in indices])
+
+
+def decode_wanted(path: str | Path, wanted: set[int], convert: Callable[[np.ndarray], Any] | None = None) -> dict[int, Any]:
+    """Decode front to back once, keeping (converted) RGB arrays of the wanted frames and stopping
+    after the last; frames the file cannot give are simply absent from the result."""
+    import av
+
+    found: dict[int, Any] = {}
+    if not wanted:
+        return found
     last = max(wanted)
-    found: dict[int, np.ndarray] = {}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
             for position, frame in enumerate(container.decode(stream)):
                 if position in wanted:
-                    found[position] = frame.to_ndarray(format="rgb24")
+                    array = frame.to_ndarray(format="rgb24")
+                    found[position] = convert(array) if convert else array
                 if position >= last:
                     break
         except av.error.FFmpegError:
-            pass  # reported below as missing frames
-    missing = sorted(i for i in wanted if i not in found)
-    if missing:
-        raise VideoError("truncated_video", f"frames {missing[:5]} could not be decoded from {Path(path).name}")
-    return np.stack([found[int(i)] for i in indices])
+            pass
+    return found
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf: int = 18) -> None:

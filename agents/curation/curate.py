@@ -170,24 +170,9 @@ def analyse_video(path: str, config: dict, start: float | None = None, end: floa
 
 def _read_grey(path: str, wanted: set[int]) -> dict[int, object]:
     """Decode front to back once, converting only the wanted frames; stop after the last."""
-    import av
+    from agents.video import decode_wanted
 
-    found: dict[int, object] = {}
-    if not wanted:
-        return found
-    last = max(wanted)
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        try:
-            for position, frame in enumerate(container.decode(stream)):
-                if position in wanted:
-                    found[position] = to_analysis_grey(frame.to_ndarray(format="rgb24"))
-                if position >= last:
-                    break
-        except av.error.FFmpegError:
-            pass  # missing frames are reported per clip
-    return found
+    return decode_wanted(path, wanted, to_analysis_grey)
 
 
 class Curator:
