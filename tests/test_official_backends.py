@@ -140,3 +140,50 @@ def test_transformers_weights_load_into_the_official_propagator(tmp_path):
     loaded = propagator.predictor.state_dict()
     assert sorted(loaded) == sorted(state)
     assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+HAS_GROUNDINGDINO = importlib.util.find_spec("groundingdino") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_GROUNDINGDINO, reason="groundingdino-py is not installed (make official)")
+def test_official_and_transformers_grounding_dino_agree_on_converted_weights(tmp_path):
+    """SwinT-OGC at full size except the text encoder: a 1-layer BERT (its weights convert as well)."""
+    import os
+
+    import groundingdino
+    from groundingdino.models import build_model
+    from groundingdino.util.slconfig import SLConfig
+    from transformers import (BertConfig, BertModel, BertTokenizer, GroundingDinoConfig,
+                              GroundingDinoForObjectDetection, SwinConfig)
+
+    from agents.backends import convert_grounding_dino
+    from agents.backends.preprocess import IMAGENET_MEAN, IMAGENET_STD
+    from agents.backends.tiny_vision import write_bert_vocab
+
+    official._restore_bert_mask_helpers()
+    torch.manual_seed(0)
+    bert = BertConfig(vocab_size=1030, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=256)
+    BertModel(bert).save_pretrained(tmp_path / "bert")
+    tokenizer = BertTokenizer(vocab=str(write_bert_vocab(tmp_path / "bert")), do_lower_case=True)
+    tokenizer.save_pretrained(tmp_path / "bert")
+    args = SLConfig.fromfile(os.path.join(os.path.dirname(groundingdino.__file__), "config/GroundingDINO_SwinT_OGC.py"))
+    args.text_encoder_type, args.device = str(tmp_path / "bert"), "cpu"
+    theirs = build_model(args).eval()
+    swin = SwinConfig(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
+                      out_indices=[2, 3, 4])
+    ours = GroundingDinoForObjectDetection(GroundingDinoConfig(backbone_config=swin, text_config=bert)).eval()
+    ours.load_state_dict(convert_grounding_dino.official_to_transformers(theirs.state_dict()), strict=True)
+
+    image = torch.rand(3, 256, 320)  # enough positions for the 900 two-stage queries
+    pixels = (image - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    caption = "red circle. small blue square."
+    text = tokenizer([caption], return_tensors="pt")
+    with torch.inference_mode():
+        reference = theirs(pixels[None], captions=[caption])
+        out = ours(pixel_values=pixels[None], input_ids=text["input_ids"], attention_mask=text["attention_mask"],
+                   token_type_ids=text["token_type_ids"], pixel_mask=torch.ones(1, 256, 320, dtype=torch.long))
+    length = text["input_ids"].shape[1]
+    assert torch.allclose(out.pred_boxes, reference["pred_boxes"], atol=1e-4)
+    assert torch.allclose(out.logits[..., :length], reference["pred_logits"][..., :length], atol=1e-3)

@@ -86,13 +86,14 @@ _FOURIER = "prompt_encoder.shared_embedding.positional_embedding"
 _FOURIER_COPY = "shared_image_embedding.positional_embedding"
 
 
-def _compile(path: str) -> re.Pattern:
-    pattern = re.escape(path).replace(r"\{i\}", r"(?P<i>\d+)")
+def compile_rule(path: str) -> re.Pattern:
+    """A module path with `{i}` / `{j}` layer numbers -> a regex matching it as a whole-segment prefix."""
+    pattern = re.escape(path).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{j\}", r"(?P<j>\d+)")
     return re.compile(pattern + r"(?=\.|$)")
 
 
-_FORWARD = [(_compile(a), b) for a, b in _RULES]
-_BACKWARD = [(_compile(b), a) for a, b in _RULES]
+_FORWARD = [(compile_rule(a), b) for a, b in _RULES]
+_BACKWARD = [(compile_rule(b), a) for a, b in _RULES]
 
 
 def rename(key: str, rules=_FORWARD) -> str:

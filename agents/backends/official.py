@@ -151,7 +151,7 @@ class OfficialDetector:
         _require("groundingdino", "groundingdino-py")
         from groundingdino.util.inference import load_model
 
-        _restore_bert_extended_attention_mask()
+        _restore_bert_mask_helpers()
         folder = Path(self.name)
         for needed in ("config.py", "weights.pth", "bert"):
             if not (folder / needed).exists():
@@ -193,21 +193,32 @@ def _groundingdino_pixels(image: np.ndarray):
     return (pixels - mean) / std
 
 
-def _restore_bert_extended_attention_mask() -> None:
-    """groundingdino-py calls `BertModel.get_extended_attention_mask`, gone in transformers 5."""
+def _restore_bert_mask_helpers() -> None:
+    """groundingdino-py's BERT wrapper calls three `BertModel` mask helpers transformers 5 removed.
+
+    `get_extended_attention_mask` (2-D or 3-D 0/1 mask -> additive mask broadcast over heads),
+    `invert_attention_mask` (the same for cross-attention, unused by Grounding DINO's encoder-only
+    BERT) and `get_head_mask` (no head masking: one None per layer), as transformers 4 defined them.
+    """
     from transformers import BertModel
 
-    if hasattr(BertModel, "get_extended_attention_mask"):
-        return
-
-    def get_extended_attention_mask(self, attention_mask, input_shape, device=None, dtype=None):
+    def get_extended_attention_mask(self, attention_mask, input_shape=None, device=None, dtype=None):
         import torch
 
-        dtype = dtype or self.dtype
+        dtype = dtype if isinstance(dtype, torch.dtype) else self.dtype
         mask = attention_mask[:, None, None, :] if attention_mask.dim() == 2 else attention_mask[:, None, :, :]
         return (1.0 - mask.to(dtype)) * torch.finfo(dtype).min
 
-    BertModel.get_extended_attention_mask = get_extended_attention_mask
+    def invert_attention_mask(self, attention_mask):
+        return get_extended_attention_mask(self, attention_mask)
+
+    def get_head_mask(self, head_mask, num_hidden_layers, is_attention_chunked=False):
+        return [None] * num_hidden_layers if head_mask is None else head_mask
+
+    for name, method in (("get_extended_attention_mask", get_extended_attention_mask),
+                         ("invert_attention_mask", invert_attention_mask), ("get_head_mask", get_head_mask)):
+        if not hasattr(BertModel, name):
+            setattr(BertModel, name, method)
 
 
 def _load_with_local_bert(load_model, folder: Path, device: str):
