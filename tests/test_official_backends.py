@@ -154,8 +154,14 @@ def test_official_and_transformers_grounding_dino_agree_on_converted_weights(tmp
     import groundingdino
     from groundingdino.models import build_model
     from groundingdino.util.slconfig import SLConfig
-    from transformers import (BertConfig, BertModel, BertTokenizer, GroundingDinoConfig,
-                              GroundingDinoForObjectDetection, SwinConfig)
+    from transformers import (
+        BertConfig,
+        BertModel,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        SwinConfig,
+    )
 
     from agents.backends import convert_grounding_dino
     from agents.backends.preprocess import IMAGENET_MEAN, IMAGENET_STD

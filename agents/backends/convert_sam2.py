@@ -153,7 +153,12 @@ def sam2_video_config(checkpoint_name: str, image_size: int = 1024):
     `image_size` other than 1024 gives the same weights at another input size (the official model
     takes it as `++model.image_size=`); the tests use it to run the real architecture faster.
     """
-    from transformers import Sam2HieraDetConfig, Sam2VideoConfig, Sam2VideoPromptEncoderConfig, Sam2VisionConfig
+    from transformers import (
+        Sam2HieraDetConfig,
+        Sam2VideoConfig,
+        Sam2VideoPromptEncoderConfig,
+        Sam2VisionConfig,
+    )
 
     size = next((s for s in _HIERA if f"hiera_{s}" in checkpoint_name), None)
     if size is None:
