@@ -123,7 +123,10 @@ def test_review_rejection_rate(healthy):
 
 def test_caption_lengths(healthy):
     clip_id = healthy.clips[0].clip_id
-    for n in range(5):
+    for n in range(5):  # detailed captions of one or two words: suspicious
+        healthy.add("captions", CaptionRow.build(LINEAGE, caption_id=stable_id("terse", n), clip_id=clip_id,
+                                                 kind="object_detailed", text="red  square" if n else "x", source="annotator"))
+    for n in range(3):  # short captions are short by design and do not count
         healthy.add("captions", CaptionRow.build(LINEAGE, caption_id=stable_id("short", n), clip_id=clip_id,
                                                  kind="object_short", text="red  square" if n else "x", source="annotator"))
     healthy.write()
@@ -141,16 +144,18 @@ def test_mcq_categories_and_letters(healthy):
     healthy.write()
     found = statuses(healthy.root, ["mcq_categories", "mcq_answer_letters"])
     assert found == {"mcq_categories": "fail", "mcq_answer_letters": "fail"}
-    assert one(healthy.root, "mcq_answer_letters").value == pytest.approx(0.75)
+    total = len(healthy.tables["mcqs"])  # every answer A: z = (total - total/4) / sd of a binomial count
+    assert one(healthy.root, "mcq_answer_letters").value == pytest.approx(0.75 * total / (total * 0.1875) ** 0.5)
 
 
 def test_answer_letters_uneven_but_not_broken(healthy):
     mcqs = healthy.tables["mcqs"]  # 24 questions, 6 per letter
-    for n in (1, 2, 3):
+    others = [n for n, q in enumerate(mcqs) if q.answer != "A"][:7]
+    for n in others:  # 13 of 24 on A: 3.3 standard deviations above 6
         mcqs[n] = mcqs[n].model_copy(update={"answer": "A"})
     healthy.write()
     result = one(healthy.root, "mcq_answer_letters")
-    assert (result.status, result.value) == ("warn", pytest.approx(9 / 24 - 0.25))
+    assert (result.status, result.value) == ("warn", pytest.approx((13 - 6) / (24 * 0.1875) ** 0.5))
 
 
 def test_duplicate_questions(healthy):

@@ -1,8 +1,8 @@
 -- check: mcq_answer_letters
--- measures: answer-letter balance; letter_excess = how far the most frequent letter's share is above uniform (1/options) among questions with the same number of options
+-- measures: answer-letter balance; letter_z = how many binomial standard deviations the most frequent letter's count lies above uniform (total/options), among questions with the same number of options, so small datasets are not failed for chance imbalance
 -- requires: mcqs
--- warn: letter_excess > 0.1
--- fail: letter_excess > 0.25
+-- warn: letter_z > 3
+-- fail: letter_z > 4
 
 -- [summary]
 WITH letters AS (SELECT len(options) AS options, answer, count(*) AS questions FROM mcqs GROUP BY ALL)
@@ -11,5 +11,5 @@ FROM letters ORDER BY options, answer;
 
 -- [metric]
 WITH letters AS (SELECT len(options) AS options, answer, count(*) AS n FROM mcqs GROUP BY ALL)
-SELECT max(n / total - 1.0 / options) AS letter_excess
+SELECT coalesce(max((n - total / options) / sqrt(total * (1.0 / options) * (1 - 1.0 / options))), 0) AS letter_z
 FROM (SELECT *, sum(n) OVER (PARTITION BY options) AS total FROM letters);
