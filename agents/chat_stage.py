@@ -64,17 +64,22 @@ class Prompt:
     version: str
 
     def messages(self, images: list | None = None, **values: Any) -> list[dict[str, Any]]:
-        from jinja2 import Environment, StrictUndefined
-
-        env = Environment(undefined=StrictUndefined, keep_trailing_newline=False)
-        system = env.from_string(self.system).render(**values).strip()
-        user = env.from_string(self.user).render(**values).strip()
+        system = _template(self.system).render(**values).strip()
+        user = _template(self.user).render(**values).strip()
         if images:
             content: Any = [{"type": "image", "image": image} for image in images]
             content.append({"type": "text", "text": user})
         else:
             content = user
         return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+
+
+@cache
+def _template(text: str):
+    """Compiled once per prompt text: compiling a jinja template costs far more than rendering it."""
+    from jinja2 import Environment, StrictUndefined
+
+    return Environment(undefined=StrictUndefined, keep_trailing_newline=False).from_string(text)
 
 
 @cache

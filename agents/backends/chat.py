@@ -13,6 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +31,7 @@ class ChatRequest:
 
     def digest(self, model: str) -> str:
         """Identifies the request for the response cache: messages, schema, sampling, model."""
-        schema = self.response_model.model_json_schema() if self.response_model else None
+        schema = json_schema(self.response_model) if self.response_model else None
         payload = json.dumps(
             [_digestable(self.messages), schema, self.max_tokens, self.temperature, self.seed, model],
             sort_keys=True,
@@ -75,6 +76,13 @@ class ChatBackend(ABC):
 
     def teardown(self) -> None:
         pass
+
+
+@cache
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A response model's JSON schema, made once per model class (pydantic rebuilds it each call).
+    Callers must not mutate it."""
+    return model.model_json_schema()
 
 
 def parse_answer(text: str, response_model: type[BaseModel] | None) -> ChatResult:

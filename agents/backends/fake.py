@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agents.backends.chat import ChatBackend, ChatModelConfig, ChatRequest, ChatResult, parse_answer
+from agents.backends.chat import (
+    ChatBackend,
+    ChatModelConfig,
+    ChatRequest,
+    ChatResult,
+    json_schema,
+    parse_answer,
+)
 
 
 class InstantChatBackend(ChatBackend):
@@ -41,7 +48,7 @@ class InstantChatBackend(ChatBackend):
         if request.response_model is None:
             text = " ".join(words[:12]) or "ok"
         else:
-            schema = request.response_model.model_json_schema()
+            schema = json_schema(request.response_model)
             text = json.dumps(instance(schema, schema.get("$defs", {}), words, "root"))
         result = parse_answer(text, request.response_model)
         result.prompt_tokens = len(words)

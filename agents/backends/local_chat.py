@@ -21,7 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.backends.chat import ChatBackend, ChatModelConfig, ChatRequest, ChatResult, parse_answer
+from agents.backends.chat import (
+    ChatBackend,
+    ChatModelConfig,
+    ChatRequest,
+    ChatResult,
+    json_schema,
+    parse_answer,
+)
 
 QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 
@@ -133,7 +140,7 @@ class LocalChatBackend(ChatBackend):
             return None
         from agents.backends.constrained import SchemaLogitsProcessor
 
-        schemas = [r.response_model.model_json_schema() if r.response_model else None for r in requests]
+        schemas = [json_schema(r.response_model) if r.response_model else None for r in requests]
         budgets = [min(r.max_tokens, max_new_tokens) for r in requests]
         return SchemaLogitsProcessor(schemas, self._table, self._tokenizer.eos_token_id, budgets)
 

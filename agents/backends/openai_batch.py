@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.backends.chat import ChatBackend, ChatRequest, ChatResult, parse_answer
+from agents.backends.chat import ChatBackend, ChatRequest, ChatResult, json_schema, parse_answer
 
 ENDPOINT = "/v1/chat/completions"
 DONE = {"completed", "failed", "expired", "cancelled"}
@@ -96,7 +96,7 @@ class OpenAIBatchBackend(ChatBackend):
             body["seed"] = request.seed
         if request.response_model is not None:
             body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": request.response_model.__name__, "schema": request.response_model.model_json_schema()}}
+                "name": request.response_model.__name__, "schema": json_schema(request.response_model)}}
         return {"custom_id": f"{position}-{request.digest(self.model)[:24]}", "method": "POST", "url": ENDPOINT,
                 "body": body}
 

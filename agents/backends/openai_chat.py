@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 from agents.backends.chat import ChatBackend, ChatModelConfig, ChatRequest, ChatResult, parse_answer
@@ -162,8 +163,9 @@ class OpenAIChatBackend(ChatBackend):
         return payload
 
 
+@cache
 def response_format(model) -> dict[str, Any]:
-    """A strict `json_schema` response format from a pydantic model (the client's own converter
+    """A strict `json_schema` response format from a pydantic model, made once per model (the client's own converter
     makes the schema strict-mode compatible; a plain schema is the fallback). String length
     limits are left out: strict mode refuses them, and the answer is validated here anyway."""
     try:
