@@ -60,6 +60,38 @@ def job_config(clips: int, latency: float, concurrency: int, shard_size: int, ex
                      max_shards_in_flight=16, stage_config=overrides)
 
 
+def cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far (all processes: driver, Ray, actors)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(run, *args):
+    """(wall seconds, busy CPU seconds of the machine, result)."""
+    cpu, wall = cpu_seconds(), time.perf_counter()
+    result = run(*args)
+    return time.perf_counter() - wall, cpu_seconds() - cpu, result
+
+
+def ray_startup() -> float:
+    """Seconds to start a local cluster and get one trivial actor answering (paid once per run)."""
+    import ray
+
+    started = time.perf_counter()
+    ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level="ERROR")
+
+    @ray.remote
+    class Ping:
+        def ping(self):
+            return 1
+
+    ray.get(Ping.remote().ping.remote())
+    elapsed = time.perf_counter() - started
+    ray.shutdown()
+    return elapsed
+
+
 def fresh_dataset(work: Path, name: str, media: Path) -> Path:
     root = work / name
     shutil.rmtree(root, ignore_errors=True)
@@ -141,22 +173,25 @@ def main() -> None:
     print(f"rendered {args.clips} scenes once in {rendered_s:.1f}s (not timed below)", file=sys.stderr)
 
     results = {}
+    startup = ray_startup()
+    print(f"ray local cluster + one actor: {startup:.1f}s", file=sys.stderr)
     for label, latency in (("instant", 0.0), ("api", args.latency)):
-        seq = run_sequential(job_config(args.clips, latency, args.concurrency, args.shard_size, "local"),
-                             fresh_dataset(work, f"loop-{label}", media))
+        seq, seq_cpu, _ = timed(run_sequential, job_config(args.clips, latency, args.concurrency, args.shard_size,
+                                                           "local"), fresh_dataset(work, f"loop-{label}", media))
         root = fresh_dataset(work, f"engine-{label}", media)
-        engine_s, summary = run_engine(job_config(args.clips, latency, args.concurrency, args.shard_size, "ray"),
-                                       root)
+        engine_s, engine_cpu, (_, summary) = timed(
+            run_engine, job_config(args.clips, latency, args.concurrency, args.shard_size, "ray"), root)
         import ray
 
         ray.shutdown()
         stage_s = {k: round(v["seconds"], 1) for k, v in summary["stages"].items()}
         results[label] = {"sequential_s": round(seq, 2), "engine_s": round(engine_s, 2),
-                          "ratio": round(seq / engine_s, 3), "engine_worker_s_per_stage": stage_s}
+                          "ratio": round(seq / engine_s, 3), "sequential_cpu_s": round(seq_cpu, 1),
+                          "engine_cpu_s": round(engine_cpu, 1), "engine_worker_s_per_stage": stage_s}
         if label == "api":
             results[label]["api_stages"] = api_efficiency(root, latency, args.concurrency)
-        print(f"{label:>8}: loop {seq:7.1f}s  engine {engine_s:7.1f}s  ratio {seq / engine_s:5.2f}  "
-              f"worker seconds per stage {stage_s}", file=sys.stderr)
+        print(f"{label:>8}: loop {seq:7.1f}s ({seq_cpu:.0f} cpu-s)  engine {engine_s:7.1f}s ({engine_cpu:.0f} cpu-s)"
+              f"  ratio {seq / engine_s:5.2f}  worker seconds per stage {stage_s}", file=sys.stderr)
     efficiency = [s["efficiency"] for s in results["api"]["api_stages"].values()]
     final = {
         "clips": args.clips,
@@ -165,6 +200,7 @@ def main() -> None:
         "ratio_vs_sequential_with_api_latency": results["api"]["ratio"],
         "api_concurrency_efficiency": round(sum(efficiency) / len(efficiency), 3),
         "driver_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "ray_startup_s": round(startup, 2),
         "details": results,
     }
     print(json.dumps(final))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.config import JobConfig, build_stages, stage_configs
+from engine.config import JobConfig, build_stages, colocated_groups, stage_configs
 from engine.driver import BuildOptions, execute, plan_build, write_run_summary
 from engine.errors import UserError
 from engine.pipeline import Pipeline, Plan
@@ -28,6 +28,7 @@ def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = Fal
     else:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     stages = build_stages(cfg)
+    colocated_groups(cfg)  # a bad placement fails here, before any work
     pipeline = Pipeline(stages)
     run_config = resolved_config(cfg, pipeline)
     previous = store.read_run_config()
@@ -101,13 +102,14 @@ def _executor_factory(cfg: JobConfig, stages: list, root: Path):
     def make():
         from engine.executors import RayExecutor
 
-        start_ray(cfg, stages)
-        return RayExecutor(stages, root)
+        groups = colocated_groups(cfg)
+        start_ray(cfg, stages, groups)
+        return RayExecutor(stages, root, groups)
 
     return make
 
 
-def start_ray(cfg: JobConfig, stages: list) -> None:
+def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> None:
     """Connect to the cluster named by --ray-address / RAY_ADDRESS, else start a local one sized
     so every stage actor fits (actors hold their CPUs for life; more logical CPUs than cores is
     fine here, the stages take turns)."""
@@ -124,7 +126,8 @@ def start_ray(cfg: JobConfig, stages: list) -> None:
     if address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=True)
         return
-    needed = sum(s.resources.num_cpus * s.resources.actors for s in stages)
+    needed = sum(max(stages[i].resources.num_cpus for i in g) * max(stages[i].resources.actors for i in g)
+                 for g in groups)
     ray.init(
         address="local",
         num_cpus=max(os.cpu_count() or 1, math.ceil(needed)),

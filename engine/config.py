@@ -75,8 +75,31 @@ def parse_set_flags(flags: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def colocated_groups(cfg: JobConfig) -> list[list[int]]:
+    """Stage indices per actor: the placement's `colocate:` lists (stages that share one actor),
+    every other stage alone. Only stages of this run count; order follows the pipeline."""
+    placement = _read_yaml_dir_or_file(_resolve(cfg.placement, "placement"), ".yaml")
+    index = {name: i for i, name in enumerate(cfg.stages)}
+    groups: list[list[int]] = []
+    seen: set[str] = set()
+    for names in placement.get("colocate", []) or []:
+        unknown = [n for n in names if n not in STAGE_CLASSES]
+        if unknown:
+            raise UserError(f"placement colocate names unknown stage {unknown[0]!r}")
+        twice = [n for n in names if n in seen]
+        if twice:
+            raise UserError(f"placement colocates stage {twice[0]!r} twice")
+        seen.update(names)
+        members = sorted(index[n] for n in names if n in index)
+        if members:
+            groups.append(members)
+    groups += [[i] for name, i in index.items() if name not in seen]
+    return sorted(groups)
+
+
 def stage_configs(cfg: JobConfig) -> dict[str, dict[str, Any]]:
     placement = _read_yaml_dir_or_file(_resolve(cfg.placement, "placement"), ".yaml")
+    placement.pop("colocate", None)
     out = {}
     for name in cfg.stages:
         merged = _read_profile(cfg.profile, name)

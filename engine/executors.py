@@ -10,7 +10,6 @@ on death and retry of the batch that was in flight.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections import deque
 from pathlib import Path
@@ -48,56 +47,63 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """One actor pool per stage, sized and placed by each stage's declared resources."""
+    """One actor pool per group of stages, sized and placed by the stages' declared resources.
 
-    def __init__(self, stages: list[Stage], root: Path, max_restarts: int = 3, max_task_retries: int = 2):
+    A group is one stage, or several light stages co-located in one actor (placement
+    `colocate:`), which saves a process and its start-up per stage on small machines."""
+
+    def __init__(self, stages: list[Stage], root: Path, groups: list[list[int]] | None = None,
+                 max_restarts: int = 3, max_task_retries: int = 2):
         import ray
 
         self.ray = ray
         self.stages = stages
+        groups = groups or [[index] for index in range(len(stages))]
+        self.group_of = {index: g for g, members in enumerate(groups) for index in members}
         actor_class = ray.remote(StageActor)
         self.pools: list[list[Any]] = []
+        self.limits: list[int] = []
         self.load: dict[Any, int] = {}
-        for stage in stages:
-            res = stage.resources
+        for members in groups:
+            hosted = [stages[i] for i in members]
+            res = [s.resources for s in hosted]
             options: dict[str, Any] = {
-                "num_cpus": res.num_cpus,
-                "num_gpus": res.num_gpus,
+                "num_cpus": max(r.num_cpus for r in res),
+                "num_gpus": max(r.num_gpus for r in res),
                 "max_restarts": max_restarts,
                 "max_task_retries": max_task_retries,
-                "name": None,
             }
-            if res.memory_gb:
-                options["memory"] = int(res.memory_gb * 2**30)
-            pool = [
-                actor_class.options(**options).remote(type(stage), stage.config.model_dump(), str(root), res.num_cpus)
-                for _ in range(res.actors)
-            ]
+            memory = sum(r.memory_gb or 0 for r in res)
+            if memory:
+                options["memory"] = int(memory * 2**30)
+            specs = [(type(s), s.config.model_dump()) for s in hosted]
+            pool = [actor_class.options(**options).remote(specs, str(root), options["num_cpus"])
+                    for _ in range(max(r.actors for r in res))]
             self.pools.append(pool)
+            self.limits.append(max(r.max_in_flight for r in res))
             self.load.update({actor: 0 for actor in pool})
-        self.waiting: list[deque[ShardTask]] = [deque() for _ in stages]
+        self.waiting: list[deque[ShardTask]] = [deque() for _ in groups]
         self.running: dict[Any, tuple[ShardTask, Any]] = {}
-        self._rr = [itertools.cycle(pool) for pool in self.pools]
 
     def submit(self, task: ShardTask) -> None:
-        self.waiting[task.stage_index].append(task)
-        self._dispatch(task.stage_index)
+        group = self.group_of[task.stage_index]
+        self.waiting[group].append(task)
+        self._dispatch(group)
 
-    def _dispatch(self, index: int) -> None:
-        limit = self.stages[index].resources.max_in_flight
-        pool = self.pools[index]
-        while self.waiting[index]:
+    def _dispatch(self, group: int) -> None:
+        pool = self.pools[group]
+        while self.waiting[group]:
             actor = min(pool, key=lambda a: self.load[a])
-            if self.load[actor] >= limit:
+            if self.load[actor] >= self.limits[group]:
                 return
-            task = self.waiting[index].popleft()
+            task = self.waiting[group].popleft()
             ref = actor.run.remote(task)
             self.load[actor] += 1
             self.running[ref] = (task, actor)
 
     def in_flight(self, stage_index: int | None = None) -> int:
         running = sum(1 for t, _ in self.running.values() if stage_index is None or t.stage_index == stage_index)
-        queued = sum(len(q) for i, q in enumerate(self.waiting) if stage_index is None or i == stage_index)
+        queued = sum(1 for q in self.waiting for t in q if stage_index is None or t.stage_index == stage_index)
         return running + queued
 
     def next_result(self, timeout: float | None = None) -> tuple[ShardTask, ShardResult | Exception] | None:
@@ -113,7 +119,7 @@ class RayExecutor:
             result: ShardResult | Exception = self.ray.get(ref)
         except Exception as err:  # noqa: BLE001 - actor died past its restarts, or the task raised
             result = err
-        self._dispatch(task.stage_index)
+        self._dispatch(self.group_of[task.stage_index])
         return task, result
 
     def shutdown(self) -> None:
@@ -123,20 +129,21 @@ class RayExecutor:
 
 
 class StageActor:
-    """A Ray actor holding one stage instance; its model loads once, on the first shard."""
+    """A Ray actor holding one or more stage instances; each model loads once, on its first shard."""
 
-    def __init__(self, stage_class: type[Stage], config: dict, root: str, num_cpus: float):
+    def __init__(self, specs: list[tuple[type[Stage], dict]], root: str, num_cpus: float):
         threads = max(1, int(num_cpus))
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         self.threads = threads
-        self.stage = stage_class(config)
+        self.stages = {cls.name: cls(config) for cls, config in specs}
         self.store = DatasetStore(root, create=False)
 
     def run(self, task: ShardTask) -> ShardResult:
-        if not self.stage._ready:
-            self.stage.ensure_setup()
+        stage = self.stages[task.stage]
+        if not stage._ready:
+            stage.ensure_setup()
             limit_torch_threads(self.threads)
-        return run_task(self.stage, self.store, task)
+        return run_task(stage, self.store, task)
 
 
 def limit_torch_threads(threads: int) -> None:

@@ -80,10 +80,16 @@ def pick_dtype(dtype: str, device: str):
 
 def _load(model_class, path: Path, device: str, dtype):
     """from_pretrained with SDPA where the architecture supports it."""
+    import torch
+
     kwargs = {"dtype": dtype}
     if getattr(model_class, "_supports_sdpa", False):
         kwargs["attn_implementation"] = "sdpa"
-    return model_class.from_pretrained(path, **kwargs).to(device).eval()
+    # Buffers a checkpoint does not hold are drawn at random on load: draw them from a fixed seed,
+    # so a model's outputs never depend on what ran before in this process.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return model_class.from_pretrained(path, **kwargs).to(device).eval()
 
 
 def clean_phrase(text: str) -> str:
