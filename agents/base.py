@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,7 @@ class Stage(Generic[C]):
         else:
             self.config = self.config_model.model_validate(config or {})  # type: ignore[assignment]
         self._ready = False
+        self._setup_lock = threading.Lock()
 
     @property
     def resources(self) -> Resources:
@@ -148,9 +150,19 @@ class Stage(Generic[C]):
         """Load models. Called once per actor, before the first batch."""
 
     def ensure_setup(self) -> None:
-        if not self._ready:
-            self.setup()
-            self._ready = True
+        if self._ready:
+            return
+        with self._setup_lock:  # an actor answering several shards at once sets up only once
+            if not self._ready:
+                self.setup()
+                self._ready = True
+
+    @property
+    def concurrent_shards(self) -> bool:
+        """Whether one actor may work on several shards at once (threads): true for stages that
+        mostly wait on a remote service, whose calls release the GIL. Such a stage's
+        `process_batch` must keep no per-call state on `self`."""
+        return False
 
     def process_batch(self, batch: Batch) -> StageOutput:
         raise NotImplementedError

@@ -127,8 +127,15 @@ class ChatStage(Stage):
 
     def __call__(self, batch: Batch) -> StageOutput:
         self.ensure_setup()
-        self.bind_root(batch.root)
+        with self._setup_lock:
+            self.bind_root(batch.root)
         return self.process_batch(batch)
+
+    @property
+    def concurrent_shards(self) -> bool:
+        """Remote models (API, Batch API, the instant fake) wait on the network: several shards
+        may share the actor, within the backend's one `concurrency` limit."""
+        return self.config.chat.backend != "local"
 
     def bind_root(self, root: Path) -> None:
         """Where the dataset lives is known only now: the batch mode's state folder and the

@@ -73,6 +73,8 @@ class RayExecutor:
                 "max_restarts": max_restarts,
                 "max_task_retries": max_task_retries,
             }
+            if all(s.concurrent_shards for s in hosted):
+                options["max_concurrency"] = max(r.max_in_flight for r in res)
             memory = sum(r.memory_gb or 0 for r in res)
             if memory:
                 options["memory"] = int(memory * 2**30)

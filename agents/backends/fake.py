@@ -31,13 +31,16 @@ class InstantChatBackend(ChatBackend):
         self.model = f"fake:{cfg.model}"
         self.revision = "none"
         self.calls = 0
+        self._pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="fake-chat")
+
+    def teardown(self) -> None:
+        self._pool.shutdown(wait=True)
 
     def chat_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         self.calls += len(requests)
         if self.cfg.fake_latency_s <= 0:
             return [self._answer(r) for r in requests]
-        with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
-            return list(pool.map(self._answer_later, requests))
+        return list(self._pool.map(self._answer_later, requests))
 
     def _answer_later(self, request: ChatRequest) -> ChatResult:
         time.sleep(self.cfg.fake_latency_s)

@@ -42,6 +42,7 @@ class OpenAIChatBackend(ChatBackend):
         self.model = cfg.model
         self.revision = cfg.revision
         self._client = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def setup(self) -> None:
         import openai
@@ -60,6 +61,9 @@ class OpenAIChatBackend(ChatBackend):
             timeout=self.cfg.timeout_s,
             max_retries=0,
         )
+        # One pool per backend, not per call: shards answered at the same time on one actor
+        # share the `concurrency` limit instead of each getting their own.
+        self._pool = ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="chat")
         if self.cfg.base_url is not None:
             self._check_server()
 
@@ -82,6 +86,9 @@ class OpenAIChatBackend(ChatBackend):
             )
 
     def teardown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -91,8 +98,7 @@ class OpenAIChatBackend(ChatBackend):
             self.setup()
         if not requests:
             return []
-        with ThreadPoolExecutor(max_workers=min(self.cfg.concurrency, len(requests))) as pool:
-            return list(pool.map(self._answer, requests))
+        return list(self._pool.map(self._answer, requests))
 
     def _answer(self, request: ChatRequest) -> ChatResult:
         """The answer of the last attempt, carrying its own tokens; the tokens of answers that
