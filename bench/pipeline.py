@@ -56,7 +56,8 @@ def job_config(clips: int, latency: float, concurrency: int, shard_size: int, ex
     from engine.config import JobConfig
 
     chat = {"backend": "fake", "model": "bench", "fake_latency_s": latency, "concurrency": concurrency}
-    overrides = {stage: {"chat": chat} for stage in API_STAGES}
+    # No response cache: the fake's answers repeat, and cached replays would hide the latency.
+    overrides = {stage: {"chat": chat, "cache": False} for stage in API_STAGES}
     return JobConfig(source=f"virtual:{clips}", stages=STAGES, shard_size=shard_size, executor=executor,
                      max_shards_in_flight=16, stage_config=overrides)
 
@@ -158,14 +159,8 @@ def api_efficiency(root: Path, latency: float, concurrency: int) -> dict:
     from engine.store import DatasetStore
 
     store = DatasetStore(root)
-    con = store.duckdb()
-    count = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
-    requests = {
-        "analyzer": count("SELECT count(*) FROM clips"),
-        "reviewer": count("SELECT count(*) FROM objects"),
-        "refiner": count("SELECT count(*) FROM reviews WHERE verdict = 'accept'"),
-        "annotator": count("SELECT count(*) FROM objects"),
-    }
+    requests = {stage: sum(r["counters"].get("chat_calls", 0) for r in store.commits(stage).values())
+                for stage in ("analyzer", "reviewer", "refiner", "annotator")}
     out = {}
     for stage, n in requests.items():
         seconds = busy_seconds(list(store.commits(stage).values()))
