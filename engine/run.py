@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m engine.run",
         description="Video annotation data engine: build, audit, report on and export video datasets.",
-        epilog="Every command takes --dataset DIR, the dataset root. Example: "
+        epilog="Commands on a dataset take --dataset DIR, its root folder. Example: "
         "python -m engine.run build-motionvid-qa --dataset out/demo --source virtual:6",
     )
     sub = parser.add_subparsers(dest="job", metavar="JOB", parser_class=_Parser)

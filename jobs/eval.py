@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engine.errors import UserError
 
-HELP = "compare agent output on virtual clips with ground truth: mask IoU, noun recall, QA agreement"
+HELP = "Compare agent output on virtual clips with ground truth: mask IoU, noun recall, QA agreement"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

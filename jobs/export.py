@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine.errors import UserError
 
-HELP = "export a dataset as videorefer, motionbench, sft, dpo or hf into a folder"
+HELP = "Export a dataset as videorefer, motionbench, sft, dpo or hf into a folder"
 FORMATS = ("videorefer", "motionbench", "sft", "dpo", "hf")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "score predictions ({uid: answer text}) against a MotionBench JSONL, overall and per category"
+HELP = "Score predictions ({uid: answer text}) against a MotionBench JSONL, overall and per category"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
