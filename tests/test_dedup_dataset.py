@@ -7,9 +7,12 @@ import shutil
 
 import pytest
 
+from agents.base import Batch, Stage, StageConfig, StageOutput
 from engine import dedup
 from engine.run import main as cli
+from engine.runner import ShardTask, run_task
 from engine.store import DatasetStore
+from schemas import CaptionRow, Lineage, stable_id
 from tests.helpers_footage import FPS, SEGMENT_FRAMES, object_segment, pan_segment
 
 CURATION = ["--set", "ingest.curation.enabled=true", "--set", "ingest.curation.filters.min_short_side=128",
@@ -105,7 +108,6 @@ def test_copies_in_different_shards_are_found_and_dropped_for_good(footage, inge
     _assert_globs_match_commits(store)
     assert all(copy not in rec["clip_ids"] for rec in store.commits("ingest").values())
 
-    print("BEFORE", {k: v["committed_at"] for k, v in store.commits("ingest").items()})
     _build(root, footage, "ingest,analyzer", *FAKE_CHAT)  # ingest is up to date; the analyzer runs on every shard
     assert _rows_of_clip(store, copy) == [("rejections", "near_duplicate")]
     assert ("rejections", "no_caption") in _rows_of_clip(store, original)  # the analyzer saw the kept copy
@@ -158,3 +160,65 @@ def test_a_crash_during_apply_is_finished_by_applying_again(ingested, tmp_path, 
     assert dedup.apply(again, []) == {}
     assert _snapshot(crashed) == _snapshot(clean)
     assert again.read_commit("ingest", fingerprint["shard_id"])["fingerprint"] == fingerprint["fingerprint"]
+
+
+def test_text_report_and_user_errors(ingested, tmp_path, capsys):
+    assert cli(["dedup", "--dataset", str(ingested)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1 near duplicate(s)") and " keep " in out and "applied" not in out
+    assert not (ingested / dedup.STATE_FILE).exists()  # reporting never excludes anything
+    assert cli(["dedup", "--dataset", str(tmp_path / "missing")]) == 2
+    assert cli(["dedup", "--dataset", str(ingested), "--max-distance", "70"]) == 2
+    assert "between 0 and 64" in capsys.readouterr().err
+
+
+class _Seer(Stage[StageConfig]):
+    """Captions every clip it is given and rejects each one twice (one near_duplicate)."""
+
+    name = "seer"
+    config_model = StageConfig
+    reads = ("clips",)
+    writes = ("captions",)
+
+    def process_batch(self, batch: Batch) -> StageOutput:
+        out = StageOutput()
+        for clip in batch.clips:
+            self.seen.append(clip.clip_id)
+        for clip_id in self.also:
+            lineage = Lineage(agent=self.name, model="none")
+            out.add("captions", CaptionRow.build(lineage, caption_id=stable_id("cap", clip_id), clip_id=clip_id,
+                                                 kind="clip", text="a clip", source=self.name))
+            out.reject(self.name, clip_id, "no_caption", "", clip_id=clip_id)
+            out.reject(self.name, clip_id, "near_duplicate", "", clip_id=clip_id)
+        return out
+
+
+def test_runner_keeps_excluded_clips_out_of_inputs_and_outputs(ingested, tmp_path):
+    root = _copy(ingested, tmp_path)
+    store = DatasetStore(root)
+    copy, original = _clip_of(store, "b_copy.mp4"), _clip_of(store, "a_original.mp4")
+    files = [rec["files"]["clips"] for rec in store.commits("ingest").values()]
+    stage = _Seer({})
+    stage.seen, stage.also = [], [copy, original]
+    task = ShardTask(stage_index=1, stage="seer", shard_id="s", fingerprint="f", inputs={"clips": files})
+
+    run_task(stage, store, task)
+    assert copy in stage.seen  # nothing excluded yet
+
+    (root / dedup.STATE_FILE).parent.mkdir()
+    (root / dedup.STATE_FILE).write_text(json.dumps({"excluded": {copy: {"kept_id": original, "distance": 0.4}}}))
+    stage.seen = []
+    result = run_task(stage, store, task)
+    assert copy not in stage.seen and original in stage.seen
+    captions = _staged(result, "captions")
+    assert [c.clip_id for c in captions] == [original]
+    kept = {(r.clip_id, r.reason) for r in _staged(result, "rejections")}
+    assert kept == {(original, "no_caption"), (original, "near_duplicate"), (copy, "near_duplicate")}
+
+
+def _staged(result, table):
+    import pyarrow.parquet as pq
+
+    from schemas import row_model
+
+    return [row_model(table).model_validate(r) for r in pq.read_table(result.staged.files[table]).to_pylist()]
