@@ -107,7 +107,10 @@ def _committed_shards(store: DatasetStore):
 
 
 def _prune_shard(store: DatasetStore, stage: str, shard_id: str, record: dict, excluded: set[str]) -> dict[str, int]:
-    rows = {table: store.read_shard_rows(table, stage, shard_id) for table in record.get("files", {})}
+    tables = list(record.get("files", {}))
+    if not any(_holds_clip(store.root / record["files"][t], excluded) for t in tables):
+        return {}
+    rows = {table: store.read_shard_rows(table, stage, shard_id) for table in tables}
     kept = {table: [r for r in table_rows if not is_excluded(r, excluded)] for table, table_rows in rows.items()}
     removed = {table: len(rows[table]) - len(kept[table]) for table in rows}
     if not any(removed.values()):
@@ -116,6 +119,15 @@ def _prune_shard(store: DatasetStore, stage: str, shard_id: str, record: dict, e
     clip_ids = [c for c in record.get("clip_ids", []) if c not in excluded]
     store.commit(staged, {**record, "clip_ids": clip_ids, "committed_at": time.time()})
     return {table: n for table, n in removed.items() if n}
+
+
+def _holds_clip(path: Path, excluded: set[str]) -> bool:
+    """A cheap look at one column, so only the shards that need a rewrite are read in full."""
+    import pyarrow.parquet as pq
+
+    if not path.exists() or "clip_id" not in pq.read_schema(path).names:
+        return False
+    return bool(excluded & set(pq.read_table(path, columns=["clip_id"]).column("clip_id").to_pylist()))
 
 
 def _write_rejections(store: DatasetStore, excluded: dict[str, dict[str, Any]]) -> None:
