@@ -21,6 +21,7 @@ JOBS = {
     "export": "jobs.export",
     "score": "jobs.score",
     "eval": "jobs.eval",
+    "dedup": "jobs.dedup",
 }
 
 

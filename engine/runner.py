@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.base import Batch, SourceItem, Stage, StageOutput
+from engine.dedup import excluded_clips, is_excluded
 from engine.store import DatasetStore, StagedShard
 from schemas import row_model, validate_rows
 from schemas.enums import RETRYABLE_REASONS
@@ -61,15 +62,18 @@ def load_batch(root: Path, task: ShardTask) -> Batch:
 def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
     started = time.perf_counter()
     batch = load_batch(store.root, task)
+    # Clips dropped by a dataset-wide dedup stay dropped: never fed to a stage, never written again.
+    excluded = excluded_clips(store.root)
+    batch.tables = {t: _without(rows, excluded) for t, rows in batch.tables.items()}
     output = _call_isolating_failures(stage, batch)
     tables: dict[str, list[Any]] = {}
     rejections = list(output.rejections)
     for table in stage.writes:
         valid, invalid = validate_rows(table, output.rows.get(table, []), stage.name)
-        tables[table] = valid
+        tables[table] = _without(valid, excluded)
         rejections.extend(invalid)
-    tables["rejections"] = _dedupe(rejections)
-    clip_ids = sorted({r.clip_id for r in tables.get("clips", [])}) or task.clip_ids
+    tables["rejections"] = _without(_dedupe(rejections), excluded)
+    clip_ids = sorted({r.clip_id for r in tables.get("clips", [])}) or [c for c in task.clip_ids if c not in excluded]
     staged = store.stage_shard(stage.name, task.shard_id, tables)
     return ShardResult(
         task=task,
@@ -80,6 +84,10 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
         counters=dict(output.counters),
         seconds=time.perf_counter() - started,
     )
+
+
+def _without(rows: list, excluded: frozenset[str]) -> list:
+    return [r for r in rows if not is_excluded(r, excluded)] if excluded else rows
 
 
 def _call_isolating_failures(stage: Stage, batch: Batch) -> StageOutput:
