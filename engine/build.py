@@ -91,6 +91,7 @@ def _clear(store: DatasetStore) -> None:
     for table in TABLES:
         shutil.rmtree(store.root / table, ignore_errors=True)
     shutil.rmtree(store.root / COMMITS, ignore_errors=True)
+    shutil.rmtree(store.root / "_state", ignore_errors=True)  # dedup exclusions: a rebuild starts clean
 
 
 def _executor_factory(cfg: JobConfig, stages: list, root: Path):
