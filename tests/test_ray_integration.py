@@ -4,6 +4,7 @@ head started with `ray start --head` on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -52,7 +53,10 @@ def ray_head():
     """A real Ray head on loopback, in its own temp dir so only its processes are stopped."""
     temp_dir = tempfile.mkdtemp(prefix="vr", dir="/tmp")  # short: Ray puts unix sockets in it
     port, dash, agent, agent_grpc, client, env_agent, metrics = (_free_port() for _ in range(7))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
+    # Ray 2.60 turns token auth on: the head and every CLI call share this token, so the test
+    # needs no ~/.ray/auth_token (a fresh machine has none) and leaves none behind.
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env.pop("RAY_ADDRESS", None)
     start = subprocess.run(
         [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
