@@ -75,7 +75,7 @@ class Ingest(Stage[IngestConfig]):
         out = StageOutput()
         lineage = Lineage(agent=self.name, model="pyav", model_revision=_pyav_version())
         curated = []
-        for item in batch.items:
+        for item in sorted(batch.items, key=lambda i: i.source_key):
             try:
                 if self._curator is not None and item.source != "virtual":
                     curated.extend(self._curate_one(batch, item, out))
@@ -85,6 +85,7 @@ class Ingest(Stage[IngestConfig]):
                 out.reject(self.name, item.source_key, err.reason, err.detail)
         if curated:
             self._add_curated(batch, curated, out, lineage)
+        _reject_repeated_clips(self.name, out)
         return out
 
     def _curate_one(self, batch: Batch, item: SourceItem, out: StageOutput) -> list:
@@ -206,6 +207,21 @@ class Ingest(Stage[IngestConfig]):
             render_video(spec, tmp)
             tmp.replace(path)
         return spec
+
+
+def _reject_repeated_clips(stage: str, out: StageOutput) -> None:
+    """The same content listed twice (a copied file, a repeated manifest row) is one clip: the
+    first by source key stays, each repeat becomes a `duplicate_clip` rejection naming it."""
+    first: dict[str, str] = {}
+    kept = []
+    for row in out.rows.get("clips", []):
+        if row.clip_id in first:
+            out.reject(stage, row.source_key, "duplicate_clip",
+                       f"same content as {first[row.clip_id]} (clip {row.clip_id})", row.clip_id)
+            continue
+        first[row.clip_id] = row.source_key
+        kept.append(row)
+    out.rows["clips"] = kept
 
 
 def span_info(info: VideoInfo, start: float | None, end: float | None) -> VideoInfo:

@@ -69,6 +69,7 @@ def execute(
     commits = 0
     pending = iter(work)
     by_id = {shard.shard_id: shard for shard in work}
+    owner = {c: shard_id for shard_id, rec in store.commits("ingest").items() for c in rec.get("clip_ids", [])}
     active = 0
     try:
         with progress:
@@ -86,6 +87,8 @@ def execute(
                 shard = by_id[task.shard_id]
                 if isinstance(result, Exception):
                     result = _failed(store, task, shard, pipeline, result)
+                if task.stage_index == 0:
+                    _drop_repeated_clips(result, owner, shard.shard_id)
                 _commit(store, pipeline, shard, task, result)
                 commits += 1
                 if crash_after and commits >= crash_after:
@@ -157,6 +160,37 @@ def _failed(store: DatasetStore, task: ShardTask, shard: Shard, pipeline: Pipeli
     tables["rejections"] = rejections
     staged = store.stage_shard(stage.name, task.shard_id, tables)
     return ShardResult(task, staged, [c for _, c in ids if c], len(rejections), len(rejections), {}, 0.0)
+
+
+def _drop_repeated_clips(result: ShardResult, owner: dict[str, str], shard_id: str) -> None:
+    """A clip whose content another shard already ingested (a copied file, a repeated manifest
+    row) stays there: this shard's staged clips lose it and its rejections gain `duplicate_clip`,
+    so a table never holds one clip_id twice."""
+    import pyarrow.parquet as pq
+
+    from engine.store import write_parquet
+    from schemas import ClipRow, to_arrow
+
+    repeated = {c for c in result.clip_ids if owner.get(c, shard_id) != shard_id}
+    for clip_id in result.clip_ids:
+        owner.setdefault(clip_id, shard_id)
+    if not repeated:
+        return
+    staged = result.staged
+    clips = [ClipRow.model_validate(r) for r in pq.read_table(staged.files["clips"]).to_pylist()]
+    rejections = [RejectionRow.model_validate(r) for r in pq.read_table(staged.files["rejections"]).to_pylist()]
+    for row in clips:
+        if row.clip_id in repeated:
+            rejections.append(RejectionRow(
+                rejection_id=stable_id("rejection", "ingest", row.source_key, "duplicate_clip"),
+                item_id=row.source_key, clip_id=row.clip_id, stage="ingest", reason="duplicate_clip",
+                detail=f"same content as a clip of shard {owner[row.clip_id]} (clip {row.clip_id})"))
+    kept = [row for row in clips if row.clip_id not in repeated]
+    write_parquet(to_arrow("clips", kept), staged.files["clips"])
+    write_parquet(to_arrow("rejections", rejections), staged.files["rejections"])
+    staged.rows.update(clips=len(kept), rejections=len(rejections))
+    result.clip_ids = sorted(r.clip_id for r in kept)
+    result.rejected = len(rejections)
 
 
 def write_run_summary(store: DatasetStore, run_config: dict[str, Any], summary: dict[str, Any]) -> str:

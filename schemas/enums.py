@@ -54,6 +54,7 @@ class Reason(StrEnum):
     too_few_frames = "too_few_frames"
     decode_error = "decode_error"
     decode_timeout = "decode_timeout"
+    duplicate_clip = "duplicate_clip"
     # any stage
     invalid_row = "invalid_row"
     stage_error = "stage_error"

@@ -43,8 +43,10 @@ def test_clip_ids_are_content_hashes(tmp_path):
     c = write_good_clip(tmp_path / "c.mp4", seed=4)
     out = Ingest().process_batch(Batch(root=tmp_path, items=list(iter_source(str(tmp_path)))))
     ids = {row.source_key: row.clip_id for row in out.rows["clips"]}
-    assert ids["file:a.mp4"] == ids["file:copy_of_a.mp4"] != ids["file:c.mp4"]
-    assert c.exists()
+    assert sorted(ids) == ["file:a.mp4", "file:c.mp4"] and ids["file:a.mp4"] != ids["file:c.mp4"]
+    (repeat,) = out.rejections  # the copy is the same clip: one row, and a rejection naming the first
+    assert (repeat.item_id, repeat.reason, repeat.clip_id) == ("file:copy_of_a.mp4", "duplicate_clip", ids["file:a.mp4"])
+    assert "file:a.mp4" in repeat.detail and c.exists()
 
 
 def test_sampling_plan_is_even_and_inside_the_clip():

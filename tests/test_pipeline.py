@@ -188,3 +188,16 @@ def test_whole_shard_errors_are_not_split_and_are_retried(tmp_path):
     execute(pipeline, store, plan, lambda: LocalExecutor(stages, store.root), options,
             Progress(pipeline.names, live=False, interval=1e9))
     assert _rows(store, "SELECT count(*) FROM captions") == [(3,)]
+
+
+def test_copied_file_in_another_shard_is_one_clip(tmp_path):
+    src = tmp_path / "src"
+    _videos(src, 3)
+    (src / "v99.mp4").write_bytes((src / "v00.mp4").read_bytes())  # same content, last shard
+    plan, _, store = _run(tmp_path / "ds", src, shard_size=2)
+    assert _rows(store, "SELECT count(*), count(DISTINCT clip_id) FROM clips") == [(3, 3)]
+    assert _rows(store, "SELECT count(*), count(DISTINCT caption_id) FROM captions") == [(3, 3)]
+    (rejected,) = _rows(store, "SELECT item_id, reason FROM rejections")
+    assert rejected == ("file:v99.mp4", "duplicate_clip")
+    plan, result, store = _run(tmp_path / "ds", src, shard_size=2)  # a rerun keeps it that way
+    assert plan.work == [] and _rows(store, "SELECT count(*) FROM clips") == [(3,)]
