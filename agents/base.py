@@ -18,8 +18,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import RejectionRow, Row, row_model, stable_id
-from schemas.enums import RETRYABLE_REASONS
+from schemas import RejectionRow, Row, rejection, row_model
 
 
 class Resources(BaseModel):
@@ -106,17 +105,7 @@ class StageOutput:
     def reject(
         self, stage: str, item_id: str, reason: str, detail: str = "", clip_id: str | None = None
     ) -> None:
-        self.rejections.append(
-            RejectionRow(
-                rejection_id=stable_id("rejection", stage, item_id, reason),
-                item_id=item_id,
-                clip_id=clip_id,
-                stage=stage,
-                reason=reason,
-                detail=detail[:500],
-                retryable=reason in RETRYABLE_REASONS,
-            )
-        )
+        self.rejections.append(rejection(stage, item_id, reason, detail, clip_id))
         self.counters[f"rejected_{reason}"] += 1
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from agents.curation.dedup import Duplicate, find_near_duplicates, records_from_metadata
 from engine.store import COMMITS, DatasetStore
-from schemas import ClipRow, RejectionRow, stable_id
+from schemas import ClipRow, RejectionRow, rejection
 
 STATE_FILE = Path("_state") / "excluded_clips.json"
 DEDUP_STAGE = "dedup"
@@ -132,14 +132,8 @@ def _holds_clip(path: Path, excluded: set[str]) -> bool:
 
 def _write_rejections(store: DatasetStore, excluded: dict[str, dict[str, Any]]) -> None:
     rows = [
-        RejectionRow(
-            rejection_id=stable_id("rejection", DEDUP_STAGE, clip_id, REASON),
-            item_id=clip_id,
-            clip_id=clip_id,
-            stage=DEDUP_STAGE,
-            reason=REASON,
-            detail=f"near duplicate of {why['kept_id']} (mean pHash distance {why['distance']} bits)",
-        )
+        rejection(DEDUP_STAGE, clip_id, REASON,
+                  f"near duplicate of {why['kept_id']} (mean pHash distance {why['distance']} bits)", clip_id)
         for clip_id, why in sorted(excluded.items())
     ]
     staged = store.stage_shard(DEDUP_STAGE, GLOBAL_SHARD, {"rejections": rows})

@@ -25,7 +25,7 @@ from engine.progress import Progress
 from engine.runner import ShardResult, ShardTask, _short_error
 from engine.sources import iter_source
 from engine.store import DatasetStore
-from schemas import RejectionRow, stable_id
+from schemas import RejectionRow, rejection
 
 CRASH_ENV = "VDE_CRASH_AFTER_COMMITS"
 
@@ -144,18 +144,8 @@ def _failed(store: DatasetStore, task: ShardTask, shard: Shard, pipeline: Pipeli
     """A task whose worker failed for good: every clip of the shard gets a retryable rejection."""
     stage = pipeline.stages[task.stage_index]
     ids = [(i.source_key, None) for i in shard.items] if task.stage_index == 0 else [(c, c) for c in shard.clip_ids]
-    rejections = [
-        RejectionRow(
-            rejection_id=stable_id("rejection", stage.name, item, "stage_error"),
-            item_id=item,
-            clip_id=clip,
-            stage=stage.name,
-            reason="stage_error",
-            detail=_short_error(err),
-            retryable=True,
-        )
-        for item, clip in ids
-    ]
+    rejections = [rejection(stage.name, item, "stage_error", _short_error(err), clip, retryable=True)
+                  for item, clip in ids]
     tables = {t: [] for t in stage.writes}
     tables["rejections"] = rejections
     staged = store.stage_shard(stage.name, task.shard_id, tables)
@@ -181,10 +171,9 @@ def _drop_repeated_clips(result: ShardResult, owner: dict[str, str], shard_id: s
     rejections = [RejectionRow.model_validate(r) for r in pq.read_table(staged.files["rejections"]).to_pylist()]
     for row in clips:
         if row.clip_id in repeated:
-            rejections.append(RejectionRow(
-                rejection_id=stable_id("rejection", "ingest", row.source_key, "duplicate_clip"),
-                item_id=row.source_key, clip_id=row.clip_id, stage="ingest", reason="duplicate_clip",
-                detail=f"same content as a clip of shard {owner[row.clip_id]} (clip {row.clip_id})"))
+            rejections.append(rejection("ingest", row.source_key, "duplicate_clip",
+                                        f"same content as a clip of shard {owner[row.clip_id]} (clip {row.clip_id})",
+                                        row.clip_id))
     kept = [row for row in clips if row.clip_id not in repeated]
     write_parquet(to_arrow("clips", kept), staged.files["clips"])
     write_parquet(to_arrow("rejections", rejections), staged.files["rejections"])

@@ -20,7 +20,7 @@ from schemas.rows import (
     Row,
     SftRow,
 )
-from schemas.tables import TABLES, arrow_schema, row_model, stable_id, to_arrow, validate_rows
+from schemas.tables import TABLES, arrow_schema, rejection, row_model, stable_id, to_arrow, validate_rows
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -48,6 +48,7 @@ __all__ = [
     "encode_masks",
     "mask_area",
     "mask_box",
+    "rejection",
     "row_model",
     "stable_id",
     "to_arrow",

@@ -59,17 +59,25 @@ def validate_rows(table: str, rows: Iterable[Row | dict], stage: str) -> tuple[l
             item = str(record.get(model.KEY) or record.get("clip_id") or f"{table}#{position}")
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or table
-            rejected.append(
-                RejectionRow(
-                    rejection_id=stable_id("rejection", stage, table, item, "invalid_row"),
-                    item_id=item,
-                    clip_id=record.get("clip_id") if isinstance(record.get("clip_id"), str) else None,
-                    stage=stage,
-                    reason="invalid_row",
-                    detail=f"{table}.{where}: {first['msg']}"[:500],
-                )
-            )
+            clip_id = record.get("clip_id") if isinstance(record.get("clip_id"), str) else None
+            rejected.append(rejection(stage, item, "invalid_row", f"{table}.{where}: {first['msg']}", clip_id))
     return valid, rejected
+
+
+def rejection(stage: str, item_id: str, reason: str, detail: str = "", clip_id: str | None = None,
+              retryable: bool | None = None) -> RejectionRow:
+    """A rejection row with its deterministic id; retryable by default when the reason is."""
+    from schemas.enums import RETRYABLE_REASONS
+
+    return RejectionRow(
+        rejection_id=stable_id("rejection", stage, item_id, reason),
+        item_id=item_id,
+        clip_id=clip_id,
+        stage=stage,
+        reason=reason,
+        detail=detail[:500],
+        retryable=reason in RETRYABLE_REASONS if retryable is None else retryable,
+    )
 
 
 def stable_id(*parts: object, length: int = 16) -> str:
