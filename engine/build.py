@@ -23,6 +23,8 @@ def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = Fal
           recompute: bool = False, retry_failed: bool = True) -> dict[str, Any]:
     check_source(cfg.source)
     store = DatasetStore(dataset, recover=not dry_run)
+    # Per-model loading bars from every actor drown the run's own progress view.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if cfg.allow_download:
         os.environ.pop("HF_HUB_OFFLINE", None)
     else:
@@ -121,7 +123,9 @@ def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> None:
     address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
     repo = str(Path(__file__).resolve().parent.parent)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
-    for key in ("VDE_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+    # API keys are never put here: a runtime env is stored by Ray and shown in its dashboard. Local
+    # workers inherit them from this process's environment.
+    for key in ("VDE_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
         if key in os.environ:
             env[key] = os.environ[key]
     if address:
