@@ -36,7 +36,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 bench: setup
-	$(PY) bench/pipeline.py --clips 100
+	$(PY) bench/pipeline.py --clips 500
 	$(PY) bench/audit.py
 
 audit: setup
