@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import JobConfig, build_stages, colocated_groups, stage_configs
+from engine.dedup import STATE_FILE
 from engine.driver import BuildOptions, execute, plan_build, write_run_summary
 from engine.errors import UserError
 from engine.pipeline import Pipeline, Plan
@@ -93,7 +94,7 @@ def _clear(store: DatasetStore) -> None:
     for table in TABLES:
         shutil.rmtree(store.root / table, ignore_errors=True)
     shutil.rmtree(store.root / COMMITS, ignore_errors=True)
-    shutil.rmtree(store.root / "_state", ignore_errors=True)  # dedup exclusions: a rebuild starts clean
+    shutil.rmtree(store.root / STATE_FILE.parent, ignore_errors=True)  # dedup exclusions: a rebuild starts clean
 
 
 def _executor_factory(cfg: JobConfig, stages: list, root: Path):

@@ -17,15 +17,13 @@ re-ingest never brings a dropped clip back.
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from agents.curation.dedup import Duplicate, find_near_duplicates, records_from_metadata
-from engine.store import COMMITS, DatasetStore
+from engine.store import COMMITS, DatasetStore, write_json_durable
 from schemas import ClipRow, RejectionRow, rejection
 
 STATE_FILE = Path("_state") / "excluded_clips.json"
@@ -86,13 +84,7 @@ def _record_exclusions(root: Path, duplicates: list[Duplicate]) -> dict[str, dic
     state = _read_state(path)
     for dup in duplicates:
         state.setdefault(dup.clip_id, {"kept_id": dup.kept_id, "distance": dup.distance})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump({"excluded": dict(sorted(state.items()))}, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_json_durable(path, {"excluded": dict(sorted(state.items()))})
     return state
 
 

@@ -108,7 +108,7 @@ class DatasetStore:
             "schema_version": SCHEMA_VERSION,
         }
         manifest = Path(staged.txn_dir) / MANIFEST
-        _write_json_durable(manifest, {"moves": moves, "record": full_record})
+        write_json_durable(manifest, {"moves": moves, "record": full_record})
         self._roll_forward(Path(staged.txn_dir))
         return full_record
 
@@ -120,7 +120,7 @@ class DatasetStore:
                 os.replace(src, dst)
                 _fsync_dir(Path(dst).parent)
         record = manifest["record"]
-        _write_json_durable(self.commit_path(record["stage"], record["shard_id"]), record)
+        write_json_durable(self.commit_path(record["stage"], record["shard_id"]), record)
         shutil.rmtree(txn_dir, ignore_errors=True)
 
     def recover(self) -> int:
@@ -184,7 +184,7 @@ class DatasetStore:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def write_run_config(self, config: dict[str, Any]) -> None:
-        _write_json_durable(self.root / RUN_FILE, config)
+        write_json_durable(self.root / RUN_FILE, config)
 
     # ----- DuckDB -----
     def duckdb(self, database: str = ":memory:"):
@@ -212,7 +212,7 @@ def write_parquet(table: pa.Table, path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _write_json_durable(path: Path, payload: dict[str, Any]) -> None:
+def write_json_durable(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "w") as handle:
