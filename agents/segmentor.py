@@ -122,14 +122,14 @@ class Segmentor(Stage[SegmentorConfig]):
         return out
 
     def _prepare(self, batch: Batch, clip, out: StageOutput) -> _ClipWork | None:
-        from agents.video import VideoError, read_frames
+        from agents.video import VideoError
 
         phrases = batch.by_clip("phrases").get(clip.clip_id, [])
         if not phrases:
             out.reject(self.name, clip.clip_id, "no_phrases", "no phrases to ground", clip_id=clip.clip_id)
             return None
         try:
-            frames = read_frames(batch.resolve(clip.video_path), clip.frame_indices)
+            frames = batch.read_frames(clip)
         except VideoError as err:
             out.reject(self.name, clip.clip_id, err.reason, err.detail, clip_id=clip.clip_id)
             return None

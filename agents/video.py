@@ -93,10 +93,8 @@ def _count_decodable(container, stream) -> int:
 
 
 def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
-    """Decode the frames at `indices` (any order, repeats allowed) as (T, H, W, 3) uint8 RGB.
-
-    Decodes the stream once, front to back, keeping only the wanted frames.
-    """
+    """Decode the frames at file positions `indices` (any order, repeats allowed) as (T, H, W, 3)
+    uint8 RGB, upright. Stages read clips through `read_clip_frames` (via `Batch.read_frames`)."""
     wanted = set(int(i) for i in indices)
     if not wanted:
         raise ValueError("no frame indices to read")
@@ -108,8 +106,8 @@ def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
 
 
 def decode_wanted(path: str | Path, wanted: set[int], convert: Callable[[np.ndarray], Any] | None = None) -> dict[int, Any]:
-    """Decode front to back once, keeping (converted) RGB arrays of the wanted frames and stopping
-    after the last; frames the file cannot give are simply absent from the result."""
+    """Decode front to back once, keeping (converted) upright RGB arrays of the wanted frames and
+    stopping after the last; frames the file cannot give are simply absent from the result."""
     import av
 
     found: dict[int, Any] = {}
@@ -122,13 +120,20 @@ def decode_wanted(path: str | Path, wanted: set[int], convert: Callable[[np.ndar
         try:
             for position, frame in enumerate(container.decode(stream)):
                 if position in wanted:
-                    array = frame.to_ndarray(format="rgb24")
+                    array = upright(frame.to_ndarray(format="rgb24"), frame.rotation)
                     found[position] = convert(array) if convert else array
                 if position >= last:
                     break
         except av.error.FFmpegError:
             pass
     return found
+
+
+def upright(array: np.ndarray, rotation: int | float | None) -> np.ndarray:
+    """The frame as it is meant to be shown: a phone video stores its pixels sideways and says
+    by how much to turn them (counterclockwise degrees, the stream's display matrix)."""
+    turns = round((rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf: int = 18) -> None:
@@ -163,8 +168,17 @@ def clip_frame_offset(start: float | None, fps: float) -> int:
     return int(round((start or 0.0) * fps))
 
 
-def read_clip_frames(path: str | Path, indices: Sequence[int], start: float | None, fps: float) -> np.ndarray:
-    """Frames of a clip by clip-relative index: clips that are spans of a longer video
-    (`start` set) count their `frame_indices` from `start`."""
+def read_clip_frames(path: str | Path, fps: float, num_frames: int, frame_indices: Sequence[int], *,
+                     start: float | None = None, indices: Sequence[int] | None = None) -> np.ndarray:
+    """The one way a stage, the report or an export gets a clip's frames: (T, H, W, 3) uint8
+    RGB, upright, by clip-relative index (default: the clip's sampling plan `frame_indices`).
+
+    A clip that is a span of a longer video (`start` set: a manifest span or a curated window)
+    counts its frames from `start`; an index outside the clip's `num_frames` is an error rather
+    than a frame of the neighbouring footage."""
+    wanted = [int(i) for i in (frame_indices if indices is None else indices)]
+    outside = [i for i in wanted if not 0 <= i < num_frames]
+    if outside:
+        raise VideoError("frame_out_of_clip", f"frames {outside[:5]} are outside the clip's {num_frames} frames")
     offset = clip_frame_offset(start, fps)
-    return read_frames(path, [offset + int(i) for i in indices])
+    return read_frames(path, [offset + i for i in wanted])

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agents.base import UndeclaredTable
 from engine.pipeline import Pipeline, Plan, Shard, make_shards
 from engine.progress import Progress
 from engine.runner import ShardResult, ShardTask, _short_error
@@ -85,6 +86,8 @@ def execute(
                     continue
                 task, result = got
                 shard = by_id[task.shard_id]
+                if isinstance(result, UndeclaredTable):
+                    raise result  # a stage that breaks its contract is a bug: stop, name it
                 if isinstance(result, Exception):
                     result = _failed(store, task, shard, pipeline, result)
                 if task.stage_index == 0:

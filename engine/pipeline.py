@@ -57,7 +57,7 @@ class Pipeline:
         produced: set[str] = set()
         for stage in self.stages:
             stage.check_tables()
-            missing = [t for t in stage.reads if t not in produced]
+            missing = [t for t in stage.inputs() if t not in produced]
             if missing:
                 raise UserError(
                     f"stage {stage.name} reads {', '.join(missing)}, which no earlier stage writes; "
@@ -71,7 +71,7 @@ class Pipeline:
         stage = self.stages[index]
         return {
             table: [f"{table}/{shard_file_name(s.name, shard_id)}" for s in self.stages[:index] if table in s.writes]
-            for table in stage.reads
+            for table in stage.inputs()
         }
 
     def fingerprints(self, shard: Shard) -> list[str]:

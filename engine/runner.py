@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.base import Batch, SourceItem, Stage, StageOutput
+from agents.base import Batch, SourceItem, Stage, StageOutput, UndeclaredTable
 from engine.dedup import excluded_clips, is_excluded
 from engine.store import DatasetStore, StagedShard
 from schemas import row_model, validate_rows
@@ -44,11 +44,16 @@ class ShardResult:
     chat_tokens: dict[str, int] = field(default_factory=dict)
 
 
-def load_batch(root: Path, task: ShardTask) -> Batch:
+def load_batch(root: Path, task: ShardTask, stage: Stage) -> Batch:
+    """The stage's declared tables for this shard, and nothing else: reading any other table
+    from the batch raises UndeclaredTable."""
     import pyarrow.parquet as pq
 
-    tables: dict[str, list[Any]] = {}
+    declared = stage.inputs()
+    tables: dict[str, list[Any]] = {table: [] for table in declared}
     for table, files in task.inputs.items():
+        if table not in declared:
+            continue
         model = row_model(table)
         rows: list[Any] = []
         for rel in files:
@@ -56,12 +61,12 @@ def load_batch(root: Path, task: ShardTask) -> Batch:
             if path.exists():
                 rows.extend(model.model_validate(r) for r in pq.read_table(path).to_pylist())
         tables[table] = rows
-    return Batch(root=root, items=list(task.items), tables=tables)
+    return Batch(root=root, items=list(task.items), tables=tables, stage=stage.name, declared=frozenset(declared))
 
 
 def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
     started = time.perf_counter()
-    batch = load_batch(store.root, task)
+    batch = load_batch(store.root, task, stage)
     # Clips dropped by a dataset-wide dedup stay dropped: never fed to a stage, never written again.
     excluded = excluded_clips(store.root)
     batch.tables = {t: _without(rows, excluded) for t, rows in batch.tables.items()}
@@ -93,6 +98,8 @@ def _without(rows: list, excluded: frozenset[str]) -> list:
 def _call_isolating_failures(stage: Stage, batch: Batch) -> StageOutput:
     try:
         return stage(batch)
+    except UndeclaredTable:
+        raise  # a broken stage contract is a bug in the stage, not bad input: it ends the run
     except Exception as err:  # noqa: BLE001 - any failure of one batch must not end the run
         if getattr(err, "whole_shard", False):  # e.g. a Batch API job still running: retry later
             return _reject_all(stage, batch, getattr(err, "reason", "stage_error"), _short_error(err))
@@ -100,6 +107,8 @@ def _call_isolating_failures(stage: Stage, batch: Batch) -> StageOutput:
     for part in _split(batch):
         try:
             result = stage(part)
+        except UndeclaredTable:
+            raise
         except Exception as err:  # noqa: BLE001
             for item_id, clip_id in _part_ids(part):
                 merged.reject(stage.name, item_id, "stage_error", _short_error(err), clip_id=clip_id)
@@ -122,12 +131,12 @@ def _reject_all(stage: Stage, batch: Batch, reason: str, detail: str) -> StageOu
 
 def _split(batch: Batch) -> list[Batch]:
     if batch.items:
-        return [Batch(root=batch.root, items=[item]) for item in batch.items]
-    clip_ids = sorted({c.clip_id for c in batch.clips} | {r.clip_id for rows in batch.tables.values() for r in rows if hasattr(r, "clip_id")})
+        return [batch.part(items=[item]) for item in batch.items]
+    clip_ids = sorted({r.clip_id for rows in batch.tables.values() for r in rows if hasattr(r, "clip_id")})
     parts = []
     for clip_id in clip_ids:
         tables = {t: [r for r in rows if getattr(r, "clip_id", None) == clip_id] for t, rows in batch.tables.items()}
-        parts.append(Batch(root=batch.root, tables=tables))
+        parts.append(batch.part(tables=tables))
     return parts
 
 

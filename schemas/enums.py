@@ -55,6 +55,7 @@ class Reason(StrEnum):
     decode_error = "decode_error"
     decode_timeout = "decode_timeout"
     duplicate_clip = "duplicate_clip"
+    frame_out_of_clip = "frame_out_of_clip"
     # any stage
     invalid_row = "invalid_row"
     stage_error = "stage_error"

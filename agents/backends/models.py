@@ -48,7 +48,7 @@ def resolve_model(ref: str, revision: str = "main", seed: int = 0, allow_downloa
     except Exception as err:  # the hub raises several types for "not cached"
         raise ModelNotFound(
             f"model {ref!r} (revision {revision}) is not on this machine; on a connected machine run "
-            f"`huggingface-cli download {ref} --revision {revision}` and copy the Hugging Face cache "
+            f"`hf download {ref} --revision {revision}` and copy the Hugging Face cache "
             f"here, or point the profile at a local folder ({type(err).__name__})"
         ) from None
 
