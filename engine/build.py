@@ -16,14 +16,29 @@ from engine.errors import UserError
 from engine.pipeline import Pipeline, Plan
 from engine.progress import Progress
 from engine.sources import check_source, describe
-from engine.store import COMMITS, DatasetStore
+from engine.compact import maintain
+from engine.lock import WriterLock
+from engine.store import COMMITS, TRASH, DatasetStore
+from engine.verify import damaged, repair, verify
 from schemas import SCHEMA_VERSION, TABLES
 
 
 def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = False,
-          recompute: bool = False, retry_failed: bool = True) -> dict[str, Any]:
+          recompute: bool = False, retry_failed: bool = True, wait: bool = False,
+          verify_checksums: bool = False) -> dict[str, Any]:
     check_source(cfg.source)
-    store = DatasetStore(dataset, recover=not dry_run)
+    if dry_run:  # a plan only reads: no lock, no recovery
+        return _build(cfg, DatasetStore(dataset), True, prune, recompute, retry_failed, verify_checksums)
+    lock = WriterLock(dataset, cfg.job).acquire(wait)
+    try:
+        store = DatasetStore(dataset, recover=True)  # recovery is safe: no other writer holds the lock
+        return _build(cfg, store, False, prune, recompute, retry_failed, verify_checksums)
+    finally:
+        lock.release()
+
+
+def _build(cfg: JobConfig, store: DatasetStore, dry_run: bool, prune: bool, recompute: bool,
+           retry_failed: bool, verify_checksums: bool) -> dict[str, Any]:
     # Per-model loading bars from every actor drown the run's own progress view.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if cfg.allow_download:
@@ -40,14 +55,22 @@ def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = Fal
     elif previous:
         guard(previous, run_config)
     options = BuildOptions(cfg.shard_size, cfg.max_shards_in_flight, prune, retry_failed, dry_run)
-    plan = plan_build(pipeline, store, cfg.source, options)
+    problems = verify(store, checksums=verify_checksums)
+    for problem in problems:
+        print(f"{'would repair' if dry_run else 'repairing'}: {problem.sentence()}", file=sys.stderr)
+    if problems and not dry_run:
+        repair(store, problems)
+    plan = plan_build(pipeline, store, cfg.source, options, damaged(problems) if dry_run else None)
     if dry_run:
         print_plan(plan, pipeline)
-        return {"dry_run": True, "plan": plan.per_stage}
+        return {"dry_run": True, "plan": plan.per_stage, "tasks": sorted(plan.tasks(pipeline.names))}
     store.write_run_config({**run_config, "last_run": previous.get("last_run") if previous else None})
     progress = Progress(pipeline.names)
     executor = _executor_factory(cfg, stages, store.root)
     result = execute(pipeline, store, plan, executor, options, progress)
+    compacted = maintain(store)
+    if compacted:
+        result["compacted_parts"] = compacted.parts_written
     summary = {**result, **progress.summary(), "tables": table_counts(store)}
     write_run_summary(store, run_config, summary)
     return summary
@@ -93,8 +116,10 @@ def _fmt_source(source: dict[str, Any] | None) -> str:
 def _clear(store: DatasetStore) -> None:
     for table in TABLES:
         shutil.rmtree(store.root / table, ignore_errors=True)
-    shutil.rmtree(store.root / COMMITS, ignore_errors=True)
+    shutil.rmtree(store.root / COMMITS, ignore_errors=True)  # the loose records and the index
+    shutil.rmtree(store.root / TRASH, ignore_errors=True)
     shutil.rmtree(store.root / STATE_FILE.parent, ignore_errors=True)  # dedup exclusions: a rebuild starts clean
+    store.reload()
 
 
 def _executor_factory(cfg: JobConfig, stages: list, root: Path):
@@ -175,6 +200,6 @@ def print_summary(store_root: str, summary: dict[str, Any]) -> None:
         print("rejections:", ", ".join(f"{stage}/{reason} x{n}" for stage, reason, n in reasons), file=out)
     print(
         f"next: python -m engine.run audit --dataset {store_root}   "
-        f"(or duckdb: SELECT * FROM '{store_root}/mcqs/*.parquet')",
+        f"(or SQL: python -m engine.run audit --dataset {store_root} --sql 'SELECT * FROM mcqs')",
         file=out,
     )

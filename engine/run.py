@@ -22,6 +22,8 @@ JOBS = {
     "score": "jobs.score",
     "eval": "jobs.eval",
     "dedup": "jobs.dedup",
+    "compact": "jobs.compact",
+    "verify": "jobs.verify",
 }
 
 
