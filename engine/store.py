@@ -365,8 +365,10 @@ class DatasetStore:
         """The files (and live row ranges of partly replaced parts) that make up `table` now."""
         version = TableVersion()
         live: dict[str, set[int]] = {}
-        for shards in self.state().values():
-            for record in shards.values():
+        claimed: set[str] = set()  # shard file names that belong to a commit record
+        for stage, shards in self.state().items():
+            for shard_id, record in shards.items():
+                claimed.add(shard_file_name(stage, shard_id))
                 if record.get("removed"):
                     continue
                 location = record.get("files", {}).get(table)
@@ -385,6 +387,9 @@ class DatasetStore:
                 version.files.append(absolute)
             else:
                 version.partial[absolute] = [(offsets[g], offsets[g + 1] - offsets[g]) for g in sorted(groups)]
+        # files nobody committed (written by hand or by older tools) are part of the table as they are
+        version.files.extend(str(p) for p in self.table_files(table)
+                             if not p.name.startswith("part-") and p.name not in claimed)
         version.files.sort()
         return version
 

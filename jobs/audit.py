@@ -47,10 +47,23 @@ def main(args: argparse.Namespace) -> int:
         _print_rows(rows, args, title=None)
         return 0
     checks = audit.load_checks(args.checks_dir, args.only)
+    damaged = _verify(args)
     results = audit.run_audit(args.dataset, checks, examples=args.examples or args.json)
     _print_results(results, args)
     overall = audit.worst([r.status for r in results])
-    return 1 if args.strict and overall in ("fail", "error") else 0
+    return 1 if args.strict and (overall in ("fail", "error") or damaged) else 0
+
+
+def _verify(args) -> int:
+    """Committed files against their commit records (checksums under --strict); each damaged one named."""
+    from engine.store import DatasetStore
+    from engine.verify import verify
+
+    problems = verify(DatasetStore(args.dataset, create=False), checksums=args.strict)
+    for problem in problems:
+        print(f"damaged: {problem.sentence()}; `engine.run verify --dataset {args.dataset} --repair` "
+              "and a build recompute it", file=sys.stderr)
+    return len(problems)
 
 
 def _print_results(results, args) -> None:
