@@ -207,10 +207,13 @@ def table_names(root: Path) -> list[str]:
     return names
 
 
-def snapshot(root: Path) -> dict[str, TableVersion]:
+def snapshot(root: Path, skip: frozenset[str] = frozenset()) -> dict[str, TableVersion]:
     """The current version of every table: files named by the commit records (extra folders: a glob)."""
     store = DatasetStore(root, create=False)
-    versions = {t: store.table_version(t) for t in TABLES}
+    versions = {t: store.table_version(t, skip_damaged=True) for t in TABLES}  # damaged files: named by verify
+    for version in versions.values():  # files a checksum found altered
+        version.files = [f for f in version.files if f not in skip]
+        version.partial = {f: r for f, r in version.partial.items() if f not in skip}
     for table in table_names(root):
         if table not in versions:
             versions[table] = TableVersion(files=sorted(str(p) for p in (root / table).glob("*.parquet")))
@@ -220,7 +223,7 @@ def snapshot(root: Path) -> dict[str, TableVersion]:
 class AuditDatabase:
     """A DuckDB connection over one dataset: table views, helper views, the mask_area UDF, prices."""
 
-    def __init__(self, root: str | Path, prices: Path = PRICES_FILE):
+    def __init__(self, root: str | Path, prices: Path = PRICES_FILE, skip: frozenset[str] = frozenset()):
         import duckdb
 
         self.root = Path(root)
@@ -236,11 +239,12 @@ class AuditDatabase:
         self.files: dict[str, list[str]] = {}
         self.versions: dict[str, TableVersion] = {}
         self._pins: list[Path] = []
+        self.skip = skip  # damaged files (absolute paths) the views leave out
         self.refresh()
 
     def refresh(self) -> None:
         """Re-read the tables' versions and rebuild every view."""
-        self.versions = self._pin(snapshot(self.root))
+        self.versions = self._pin(snapshot(self.root, self.skip))
         self.files = {t: v.files + list(v.partial) for t, v in self.versions.items()}
         for table, version in self.versions.items():
             self.con.execute(view_sql(self.con, table, version))
@@ -401,8 +405,9 @@ def _metric_value(metric: Rows, check: Check) -> float | None:
     return None if value is None else float(value)
 
 
-def run_audit(root: str | Path, checks: list[Check] | None = None, examples: bool = False) -> list[CheckResult]:
-    db = AuditDatabase(root)
+def run_audit(root: str | Path, checks: list[Check] | None = None, examples: bool = False,
+              skip: frozenset[str] = frozenset()) -> list[CheckResult]:
+    db = AuditDatabase(root, skip=skip)
     try:
         return [run_check(db, check, examples) for check in (checks or load_checks())]
     finally:

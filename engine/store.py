@@ -361,8 +361,11 @@ class DatasetStore:
         model = row_model(table)
         return [model.model_validate(r) for r in arrow.to_pylist()]
 
-    def table_version(self, table: str) -> TableVersion:
-        """The files (and live row ranges of partly replaced parts) that make up `table` now."""
+    def table_version(self, table: str, skip_damaged: bool = False) -> TableVersion:
+        """The files (and live row ranges of partly replaced parts) that make up `table` now.
+
+        With skip_damaged, files whose size differs from their commit record are left out (the
+        audit names them through engine/verify.py and checks the rest)."""
         version = TableVersion()
         live: dict[str, set[int]] = {}
         claimed: set[str] = set()  # shard file names that belong to a commit record
@@ -376,13 +379,16 @@ class DatasetStore:
                     continue
                 path, group = split_location(location)
                 if group is None:
-                    if (self.root / path).exists():
+                    expected = record.get("sizes", {}).get(table) if skip_damaged else None
+                    if _size(self.root / path) is not None and expected in (None, _size(self.root / path)):
                         version.files.append(str(self.root / path))
                 else:
                     live.setdefault(path, set()).add(group)
         for path, groups in sorted(live.items()):
             offsets = self.parts().get(path, {}).get("offsets", [])
             absolute = str(self.root / path)
+            if skip_damaged and _size(self.root / path) != self.parts().get(path, {}).get("size"):
+                continue
             if len(groups) == len(offsets) - 1:
                 version.files.append(absolute)
             else:
@@ -514,6 +520,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None  # a torn record: its shard is simply not committed
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def _first_line(err: Exception) -> str:

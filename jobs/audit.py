@@ -48,13 +48,14 @@ def main(args: argparse.Namespace) -> int:
         return 0
     checks = audit.load_checks(args.checks_dir, args.only)
     damaged = _verify(args)
-    results = audit.run_audit(args.dataset, checks, examples=args.examples or args.json)
+    skip = frozenset(str(Path(args.dataset) / p.path) for p in damaged)
+    results = audit.run_audit(args.dataset, checks, examples=args.examples or args.json, skip=skip)
     _print_results(results, args)
     overall = audit.worst([r.status for r in results])
     return 1 if args.strict and (overall in ("fail", "error") or damaged) else 0
 
 
-def _verify(args) -> int:
+def _verify(args) -> list:
     """Committed files against their commit records (checksums under --strict); each damaged one named."""
     from engine.store import DatasetStore
     from engine.verify import verify
@@ -63,7 +64,7 @@ def _verify(args) -> int:
     for problem in problems:
         print(f"damaged: {problem.sentence()}; `engine.run verify --dataset {args.dataset} --repair` "
               "and a build recompute it", file=sys.stderr)
-    return len(problems)
+    return problems
 
 
 def _print_results(results, args) -> None:
