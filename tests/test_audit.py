@@ -475,3 +475,18 @@ def test_demo_fails_only_where_random_weights_must(tmp_path, capsys):
     for name in ("expected_tables", "stage_errors", "rows_per_table", "lineage", "rejection_reasons"):
         assert results[name].status == "pass", (name, results[name].note)
     assert results["motion_categories"].status in ("pass", "warn")
+
+
+@pytest.mark.parametrize("columns", [60, 100, 240])
+def test_audit_output_fits_the_terminal(healthy, capsys, monkeypatch, columns):
+    healthy.tables["mcqs"] = [q for q in healthy.tables["mcqs"] if q.category != "AO"]  # a warn with a note
+    healthy.write()
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert cli(["audit", "--dataset", str(healthy.root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= columns
+    assert any("thin: AO 0/20" in line for line in lines)  # a note is never cut short
+    wrapped = [line for line in lines if line.startswith("│ ") and line.split("│")[1].strip() == ""]
+    assert not wrapped, wrapped[:3]  # no table row wraps into a second line: a narrow layout instead
+    narrow = any(line.startswith("motion_categories ") for line in lines)
+    assert narrow == (columns < 200)
