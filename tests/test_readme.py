@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 README = REPO / "README.md"
 # What the README's commands may start with; anything else needs a rule below first.
-PROGRAMS = ("make", ".venv/bin/python", ".venv/bin/ray", "export")
+PROGRAMS = ("make", ".venv/bin/python", ".venv/bin/ray", "export", "test -f ")
 
 
 @dataclass
@@ -110,7 +110,7 @@ def substitute(command: str, files: dict[str, str], stamp: Path) -> str:
         return f"make demo PY={BIN}/python STAMP={stamp} DATASET={files['out']}/demo SOURCE=virtual:2"
     if text == "make test":  # the suite itself: only check that the target exists and what it runs
         return f"make -n test PY={BIN}/python STAMP={stamp}"
-    text = text.replace("$PWD/.venv/bin/", f"{BIN}/").replace(".venv/bin/", f"{BIN}/")
+    text = re.sub(r"(?<![\w/.])(\$PWD/)?\.venv/bin/", f"{BIN}/", text)
     text = re.sub(r"(?<![\w/.])(\$PWD/)?out/", files["out"] + "/", text)
     text = text.replace("virtual:50", "virtual:2").replace("virtual:6", "virtual:2")
     text = text.replace("/data/videos", files["videos"]).replace(" manifest.jsonl", " " + files["manifest"])
@@ -138,7 +138,7 @@ def test_every_readme_command_runs(user_files, tmp_path):
     stamp = _stamp(tmp_path)
     ran = []
     for command in readme_commands():
-        if "ray " in command.text or command.text.startswith("export "):
+        if command.block == _job_block()[0].block:
             continue  # the job block: test_ray_job_submit_as_the_readme_says
         shell = substitute(command.text, user_files, stamp)
         result = run_shell(shell, env)
@@ -196,8 +196,9 @@ def _job_block() -> list[Command]:
 def test_the_job_block_starts_a_loopback_head_from_the_venv_and_submits_with_its_python():
     texts = [c.text for c in _job_block()]
     assert texts[0] == "export RAY_AUTH_MODE=token"
-    assert texts[1].startswith(".venv/bin/ray start --head --node-ip-address=127.0.0.1 ")
-    assert texts[2].startswith(".venv/bin/ray job submit --address http://127.0.0.1:8265 --working-dir . -- "
+    assert texts[1] == "test -f ~/.ray/auth_token || .venv/bin/ray get-auth-token --generate > /dev/null"
+    assert texts[2].startswith(".venv/bin/ray start --head --node-ip-address=127.0.0.1 ")
+    assert texts[3].startswith(".venv/bin/ray job submit --address http://127.0.0.1:8265 --working-dir . -- "
                                "$PWD/.venv/bin/python -m engine.run build-motionvid-qa --dataset $PWD/out/")
 
 
@@ -218,12 +219,13 @@ def test_ray_job_submit_as_the_readme_says(user_files, tmp_path):
                f" --node-manager-port={others[5]} --object-manager-port={others[6]}"
                f" --temp-dir={temp_dir} --disable-usage-stats")
     stamp = _stamp(tmp_path)
-    exports, start, submit = _job_block()
+    exports, token, start, submit = _job_block()
     log = tmp_path / "job.log"
     job = substitute(submit.text, user_files, stamp).replace(":8265", f":{dash}")
     script = "\n".join([
         f"cd {shlex.quote(str(REPO))}",
         exports.text,
+        substitute(token.text, user_files, stamp),
         substitute(start.text, user_files, stamp) + private,
         # `ray start` returns before the job agent takes jobs: retried only while it says so
         f"for try in $(seq 20); do {job} > {log} 2>&1; code=$?; grep -q 'No available agent' {log} || break; "
@@ -237,7 +239,7 @@ def test_ray_job_submit_as_the_readme_says(user_files, tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert (home / ".ray" / "auth_token").is_file()  # `ray start` made the token the CLI presented
+    assert (home / ".ray" / "auth_token").is_file()  # the README made the token that the head and CLI share
     dataset = Path(user_files["out"]) / "job"
     assert f"dataset: {dataset}" in output, output[-3000:]
     assert (dataset / "run.json").is_file()
