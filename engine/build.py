@@ -48,7 +48,8 @@ def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = Fal
     progress = Progress(pipeline.names)
     executor = _executor_factory(cfg, stages, store.root)
     result = execute(pipeline, store, plan, executor, options, progress)
-    summary = {**result, **progress.summary(), "tables": table_counts(store)}
+    models = {s.name: s.config.chat.model for s in stages if hasattr(s.config, "chat")}
+    summary = {**result, **progress.summary(models), "tables": table_counts(store)}
     write_run_summary(store, run_config, summary)
     return summary
 
@@ -173,6 +174,12 @@ def print_summary(store_root: str, summary: dict[str, Any]) -> None:
     con.close()
     if reasons:
         print("rejections:", ", ".join(f"{stage}/{reason} x{n}" for stage, reason, n in reasons), file=out)
+    tokens = summary.get("tokens") or {}
+    if tokens.get("calls"):
+        spent, replayed = tokens["spent"], tokens["replayed"]
+        print(f"tokens: spent {spent['prompt']} prompt + {spent['completion']} completion "
+              f"(${tokens['cost_usd']:.4f}); replayed from the response cache {replayed['prompt']} + "
+              f"{replayed['completion']} ({tokens['replayed_calls']} of {tokens['calls']} answers, free)", file=out)
     print(
         f"next: python -m engine.run audit --dataset {store_root}   "
         f"(or duckdb: SELECT * FROM '{store_root}/mcqs/*.parquet')",
