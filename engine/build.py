@@ -12,8 +12,9 @@ from typing import Any
 from engine.config import JobConfig, build_stages, colocated_groups, stage_configs
 from engine.dedup import STATE_FILE
 from engine.driver import BuildOptions, execute, plan_build, write_run_summary
-from engine.errors import UserError
+from engine.errors import NotReady, UserError
 from engine.pipeline import Pipeline, Plan
+from engine.preflight import check_cluster, check_stages
 from engine.progress import Progress
 from engine.sources import check_source, describe
 from engine.store import COMMITS, DatasetStore
@@ -32,6 +33,8 @@ def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = Fal
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     stages = build_stages(cfg)
     colocated_groups(cfg)  # a bad placement fails here, before any work
+    if not dry_run:
+        check_stages(stages, look_for_models=_models_here(cfg) and not cfg.allow_download)
     pipeline = Pipeline(stages)
     run_config = resolved_config(cfg, pipeline)
     previous = store.read_run_config()
@@ -105,23 +108,36 @@ def _executor_factory(cfg: JobConfig, stages: list, root: Path):
         return lambda: LocalExecutor(stages, root)
 
     def make():
+        import ray
+
         from engine.executors import RayExecutor
 
         groups = colocated_groups(cfg)
-        start_ray(cfg, stages, groups)
+        started = start_ray(cfg, stages, groups)
+        try:
+            check_cluster(stages, groups, ray.cluster_resources())
+        except NotReady:
+            if started:
+                ray.shutdown()
+            raise
         return RayExecutor(stages, root, groups)
 
     return make
 
 
-def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> None:
+def _models_here(cfg: JobConfig) -> bool:
+    """Model files are looked for on this machine only when the stages run on it."""
+    return cfg.executor == "local" or not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+
+
+def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> bool:
     """Connect to the cluster named by --ray-address / RAY_ADDRESS, else start a local one sized
     so every stage actor fits (actors hold their CPUs for life; more logical CPUs than cores is
-    fine here, the stages take turns)."""
+    fine here, the stages take turns). True when this call connected or started it."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
     repo = str(Path(__file__).resolve().parent.parent)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
@@ -132,7 +148,7 @@ def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> None:
             env[key] = os.environ[key]
     if address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=True)
-        return
+        return True
     needed = sum(max(stages[i].resources.num_cpus for i in g) * max(stages[i].resources.actors for i in g)
                  for g in groups)
     ray.init(
@@ -142,6 +158,7 @@ def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> None:
         logging_level="WARNING",
         runtime_env={"env_vars": env},
     )
+    return True
 
 
 def table_counts(store: DatasetStore) -> dict[str, int]:
