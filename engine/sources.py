@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from agents.base import SourceItem
-from engine.errors import UserError
+from engine.errors import BadSource, UserError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"}
 MANIFEST_COLUMNS = {"video_path", "caption", "start", "end", "split"}
@@ -128,22 +128,35 @@ def _local_path(raw: str, base: Path) -> Path:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict]:
-    with open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = {"video_path": None, "_error": f"line {number} is not JSON"}
-            yield row if isinstance(row, dict) else {"video_path": None, "_error": f"line {number}"}
+    with open(path, encoding="utf-8") as handle:
+        try:
+            yield from _jsonl_rows(handle)
+        except UnicodeDecodeError:
+            raise BadSource(f"manifest {path} is not UTF-8 text; write it as JSON lines in UTF-8, "
+                            "one object with video_path per line") from None
+
+
+def _jsonl_rows(handle) -> Iterator[dict]:
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = {"video_path": None, "_error": f"line {number} is not JSON"}
+        yield row if isinstance(row, dict) else {"video_path": None, "_error": f"line {number}"}
 
 
 def _read_parquet(path: Path) -> Iterator[dict]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        yield from batch.to_pylist()
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+    except pa.ArrowException as err:
+        raise BadSource(f"manifest {path} is not a readable Parquet file ({str(err).splitlines()[0][:120]}); "
+                        "rewrite it, or give a .jsonl manifest or a folder of videos") from None
 
 
 def _file_signature(path: Path) -> str:

@@ -47,10 +47,30 @@ def resolve_model(ref: str, revision: str = "main", seed: int = 0, allow_downloa
         return Path(snapshot_download(ref, revision=revision, local_files_only=not allow_download))
     except Exception as err:  # the hub raises several types for "not cached"
         raise ModelNotFound(
-            f"model {ref!r} (revision {revision}) is not on this machine; on a connected machine run "
-            f"`huggingface-cli download {ref} --revision {revision}` and copy the Hugging Face cache "
-            f"here, or point the profile at a local folder ({type(err).__name__})"
+            f"model {ref!r} (revision {revision}) is not on this machine; {download_hint(ref, revision)} "
+            f"({type(err).__name__})"
         ) from None
+
+
+def download_hint(ref: str, revision: str = "main") -> str:
+    """The exact way to get a missing checkpoint here."""
+    rev = "" if revision == "main" else f" --revision {revision}"
+    return (f"run `hf download {ref}{rev}` (on a machine without network: run it on a connected one and "
+            f"copy the Hugging Face cache here), pass --allow-download, or point the profile at a local folder")
+
+
+def is_local(ref: str, revision: str = "main") -> bool:
+    """Whether `resolve_model` finds the model without the network (a tiny build counts: it is
+    made on first use). Cheap: no model is loaded."""
+    if ref.startswith("tiny:") or Path(ref).expanduser().is_dir():
+        return True
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(ref, revision=revision, local_files_only=True)
+        return True
+    except Exception:  # noqa: BLE001 - every "not cached" flavour
+        return False
 
 
 def _build_tiny(name: str, seed: int) -> Path:
