@@ -162,3 +162,17 @@ def test_cli_export_and_user_errors(fx, tmp_path, capsys):
     assert "pairs 5" in capsys.readouterr().out
     assert cli(["export", "--dataset", str(tmp_path / "nope"), "--format", "dpo", "--to", str(tmp_path)]) == 2
     assert "no dataset" in capsys.readouterr().err
+
+
+def test_hf_reexport_leaves_no_stale_table(tmp_path):
+    fx = write_dataset(tmp_path / "ds")
+    out = tmp_path / "hf"
+    export(fx.root, "hf", out, media="none")
+    assert (out / "sft" / "train-00000-of-00001.parquet").is_file()
+    store = DatasetStore(fx.root)
+    store.remove_shard("question_writer", "shard0", ["sft", "preferences"])
+    report = export(fx.root, "hf", out, media="none")
+    assert not (out / "sft").exists() and not (out / "preferences").exists()
+    assert report.written["sft"] == 0 and any(n.startswith("sft 0:") for n in report.notes)
+    assert "config_name: sft" not in (out / "README.md").read_text()
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["captions", "clips", "mcqs", "objects"]
