@@ -183,3 +183,33 @@ def build_qwen3_vl(folder: Path, seed: int) -> None:
     processor = Qwen2VLImageProcessorPil(min_pixels=64 * 64, max_pixels=128 * 128, patch_size=16,
                                          merge_size=2, temporal_patch_size=2)
     processor.save_pretrained(folder)
+
+
+@register_tiny("qwen2-vl")
+def build_qwen2_vl(folder: Path, seed: int) -> None:
+    """Qwen2-VL (the VLM of the Qwen2 generation, for the videorefer Reviewer in VLM mode)."""
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    tokenizer = _tokenizer(folder)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = _text_settings(tokenizer) | {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                                            "mrope_section": [2, 3, 3]}}
+    config = Qwen2VLConfig(
+        text_config=text,
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14,
+                                         merge_size=2, temporal_patch_size=2)
+    processor.save_pretrained(folder)
