@@ -31,12 +31,14 @@ def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = Fal
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if cfg.allow_download:
         os.environ.pop("HF_HUB_OFFLINE", None)
+        os.environ["VDE_ALLOW_DOWNLOAD"] = "1"  # read by every model loader of the run, Ray workers included
     else:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     stages = build_stages(cfg)
     colocated_groups(cfg)  # a bad placement fails here, before any work
     if not dry_run:
         check_stages(stages, look_for_models=_models_here(cfg) and not cfg.allow_download)
+        check_models(cfg, stages)
     pipeline = Pipeline(stages)
     run_config = resolved_config(cfg, pipeline)
     previous = store.read_run_config()
@@ -58,6 +60,18 @@ def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = Fal
     summary = {**result, **progress.summary(models), "tables": table_counts(store)}
     write_run_summary(store, run_config, summary)
     return summary
+
+
+def check_models(cfg: JobConfig, stages: list) -> None:
+    """Every API model answers once, and every local checkpoint is here (or fetched with
+    --allow-download), before any work. On a cluster the driver's disk is not the workers', so
+    only the API models are checked there."""
+    from agents.backends.models import ModelNotFound, preflight
+
+    try:
+        preflight(stages, check_local=not (cfg.ray_address or os.environ.get("RAY_ADDRESS")))
+    except ModelNotFound as err:
+        raise UserError(str(err)) from None
 
 
 def resolved_config(cfg: JobConfig, pipeline: Pipeline) -> dict[str, Any]:
@@ -191,7 +205,8 @@ def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> bool:
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
     # API keys are never put here: a runtime env is stored by Ray and shown in its dashboard. Local
     # workers inherit them from this process's environment.
-    for key in ("VDE_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+    for key in ("VDE_CACHE", "VDE_MODEL_MAP", "VDE_ALLOW_DOWNLOAD", "HF_HOME", "HF_HUB_OFFLINE",
+                "HF_HUB_DISABLE_PROGRESS_BARS", "HF_ENDPOINT"):
         if key in os.environ:
             env[key] = os.environ[key]
     if address:
