@@ -8,6 +8,13 @@ With `curation.enabled`, folder and manifest videos are curated instead of taken
 shard, all decoding in a guarded worker process. A curated clip is a (video_path, start, end)
 reference whose `num_frames` and `frame_indices` count from `start`, unless `curation.materialize`
 writes it as its own file under media/clips/.
+
+Remote manifest paths (`http(s)://`, `s3://`) are read through fsspec into `media/remote/` under
+the dataset root (once; the copy is named by a hash of the URL) and ingested from there, the URL kept
+in `clips.metadata.remote_url`. Without the package a scheme needs (fsspec; s3fs for s3://) the
+item is a `missing_extra` rejection naming it; a fetch that fails is `remote_unreachable`
+(retried on the next run). Items the source already found bad (a manifest line that is not UTF-8,
+a file name that is not UTF-8) become their rejection rows here.
 """
 
 from __future__ import annotations
@@ -82,7 +89,11 @@ class Ingest(Stage[IngestConfig]):
         lineage = Lineage(agent=self.name, model="pyav", model_revision=_pyav_version())
         curated = []
         for item in sorted(batch.items, key=lambda i: i.source_key):
+            if "_reject" in item.metadata:
+                out.reject(self.name, item.source_key, *item.metadata["_reject"])
+                continue
             try:
+                item = self._localise(batch, item)
                 if self._curator is not None and item.source != "virtual":
                     curated.extend(self._curate_one(batch, item, out))
                 else:
@@ -93,6 +104,17 @@ class Ingest(Stage[IngestConfig]):
             self._add_curated(batch, curated, out, lineage)
         _reject_repeated_clips(self.name, out)
         return out
+
+    def _localise(self, batch: Batch, item: SourceItem) -> SourceItem:
+        """A remote item as a local copy under media/remote/ (fetched once); others unchanged."""
+        if not item.video_path.startswith(REMOTE_SCHEMES):
+            return item
+        suffix = Path(item.video_path.split("?")[0]).suffix or ".mp4"
+        relative = f"media/remote/{_digest(item.video_path.encode())}{suffix}"
+        target = batch.resolve(relative)
+        if not target.exists():
+            fetch_remote(item.video_path, target)
+        return replace(item, video_path=relative, metadata={**item.metadata, "remote_url": item.video_path})
 
     def _curate_one(self, batch: Batch, item: SourceItem, out: StageOutput) -> list:
         if not item.video_path:
@@ -228,6 +250,36 @@ class Ingest(Stage[IngestConfig]):
             render_video(spec, tmp)
             tmp.replace(path)
         return spec
+
+
+REMOTE_SCHEMES = ("http://", "https://", "s3://")
+EXTRAS = {"s3": "s3fs", "http": "aiohttp", "https": "aiohttp"}
+
+
+def fetch_remote(url: str, target: Path) -> None:
+    """Copy a remote video to `target` through fsspec; VideoError with a reason on failure."""
+    scheme = url.split("://", 1)[0]
+    try:
+        import fsspec
+
+        fs, remote_path = fsspec.core.url_to_fs(url)
+    except ImportError as err:
+        needed = "fsspec" if "fsspec" in str(err) else EXTRAS.get(scheme, str(err))
+        raise VideoError("missing_extra", f"{url}: reading {scheme}:// needs the {needed} package "
+                                          f"(pip install {needed})") from None
+    except Exception as err:
+        raise VideoError("remote_unreachable", f"{url}: {type(err).__name__}: {err}") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.part")
+    try:
+        fs.get_file(remote_path, str(partial))
+    except FileNotFoundError:
+        partial.unlink(missing_ok=True)
+        raise VideoError("source_missing", f"{url} does not exist") from None
+    except Exception as err:
+        partial.unlink(missing_ok=True)
+        raise VideoError("remote_unreachable", f"{url}: {type(err).__name__}: {err}") from None
+    partial.replace(target)
 
 
 def virtual_camera(spec) -> str:

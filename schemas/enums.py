@@ -77,4 +77,5 @@ class Reason(StrEnum):
 
 
 # Reasons worth trying again on the next run: the input may be fine, the world was not.
-RETRYABLE_REASONS = frozenset({Reason.decode_timeout, Reason.stage_error, Reason.api_error, Reason.batch_pending})
+RETRYABLE_REASONS = frozenset({Reason.decode_timeout, Reason.stage_error, Reason.api_error, Reason.batch_pending,
+                               Reason.remote_unreachable})
