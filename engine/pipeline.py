@@ -81,7 +81,7 @@ class Pipeline:
         stage = self.stages[index]
         return {
             table: [loc for s in self.stages[:index] if table in s.writes and (loc := where(s, table))]
-            for table in stage.reads
+            for table in (*stage.reads, *stage.optional_reads)
         }
 
     def fingerprints(self, shard: Shard) -> list[str]:
