@@ -9,16 +9,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.audit import AuditDatabase, load_checks, run_check, worst
+from engine.output_folder import open_output_folder, output_path
 from engine.report.plots import render_plots
 from engine.report.previews import COLOURS, write_preview
 
 HERE = Path(__file__).resolve().parent
+WRITTEN = ("index.html", "gallery.html", "checks", "plots", "previews", "static")  # everything under --to
 
 
 def build_report(root: str | Path, out: str | Path, clips: int = 12) -> Path:
     """Write the report for the dataset at `root` into `out`; returns the overview page."""
-    root, out = Path(root), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    root, out = Path(root), open_output_folder(out)
+    for name in WRITTEN:  # refuse symlinks leading out of `out` before anything is removed or written
+        output_path(out, name)
     for folder in ("checks", "plots", "previews", "static"):
         shutil.rmtree(out / folder, ignore_errors=True)
     shutil.copytree(HERE / "static", out / "static")
