@@ -330,6 +330,11 @@ def test_shell_prints_views_without_the_cli(healthy, capsys, monkeypatch):
     assert con.execute("SELECT count(*) FROM mcqs").fetchall() == [(24,)]
     assert con.execute("SELECT count(*) FROM sft").fetchall() == [(0,)]
     assert con.execute("SELECT sum(rows) FROM table_rows").fetchall() == [(61,)]
+    assert con.execute("SELECT stage, clips FROM stage_commits").fetchall() == [("test", 0)]
+    for name in ("stage_errors", "expected_tables"):  # every built-in check runs in the shell too
+        for section in ("setup", "metric"):
+            if section in audit.load_checks(names=[name])[0].sections:
+                con.execute(audit.load_checks(names=[name])[0].sections[section])
 
 
 def test_user_checks_folder_adds_and_overrides(healthy, tmp_path):
