@@ -523,9 +523,24 @@ def shell_statements(root: str | Path) -> list[str]:
                 statements.append(view_sql(db.con, table, version) + ";")
         statements.append(db._table_rows_view() + ";")
         statements.append(db._lineage_view() + ";")
+        statements += [_frozen_table(db, name) for name in ("run_stages", "stage_commits")]
         return statements
     finally:
         db.close()
+
+
+def _frozen_table(db: AuditDatabase, name: str) -> str:
+    """A registered in-memory table (what run.json and the commit records said) as a CREATE statement."""
+    rows = db._fetch(f"SELECT * FROM {name}")
+    described = db._fetch(f"DESCRIBE {name}").rows
+    columns = ", ".join(f'"{column}" {ctype}' for column, ctype, *_ in described)
+    values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows.rows)
+    insert = f" INSERT INTO {name} VALUES {values};" if values else ""
+    return f"CREATE OR REPLACE TABLE {name} ({columns});{insert}"
+
+
+def _literal(value: Any) -> str:
+    return "NULL" if value is None else str(value) if isinstance(value, int | float) else _quote(str(value))
 
 
 def _empty_view(db: AuditDatabase, table: str) -> str:
