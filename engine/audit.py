@@ -8,9 +8,11 @@ it and sets its thresholds; its body holds up to four statements, each after a m
     -- requires: mcqs              tables that must hold rows, else the check is "n/a"
     -- warn: duplicate_share > 0.01
     -- fail: duplicate_share > 0.05
+    -- random weights: one line on why random-weight models must fail this check (optional)
     -- [setup]     optional, e.g. a TEMP TABLE the other statements share
     -- [summary]   the table printed under the check
-    -- [metric]    one row; the column named in the thresholds is compared
+    -- [metric]    one row; the column named in the thresholds is compared (an optional
+                   `note` column says what tripped it)
     -- [examples]  optional: rows behind a warn or fail (linked from the report)
 
 The views are built from a snapshot of each table's shards, taken once when the audit opens, so
@@ -21,10 +23,17 @@ the old file's bytes whole for as long as the audit runs. Where links cannot be 
 dataset, odd file system) the views use the shard paths and a query is retried once on a new
 snapshot. Opening never runs the store's crash recovery: that would remove a live writer's
 staging folders.
+
+What the last run should have written comes from `run.json`: each stage it ran declares the
+tables it writes. A check whose required table is empty is "n/a" only where no stage of the run
+was meant to fill that table; otherwise it fails, saying which stage left it empty. Views
+`run_stages` (stage, table) and `stage_commits` (stage, shard_id, clips) let checks compare what
+ran with what landed.
 """
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import re
@@ -47,7 +56,7 @@ STATUS_ORDER = ("pass", "n/a", "warn", "fail", "error")
 LINEAGE_COLUMNS = ("agent", "model", "model_revision", "prompt_version", "prompt_tokens", "completion_tokens")
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 _THRESHOLD = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+(?:[eE]-?\d+)?)\s*$")
-_HEADER = re.compile(r"^--\s*(check|measures|requires|needs|warn|fail)\s*:\s*(.*)$")
+_HEADER = re.compile(r"^--\s*(check|measures|requires|needs|warn|fail|random weights)\s*:\s*(.*)$")
 _SECTION = re.compile(r"^--\s*\[(setup|summary|metric|examples)\]\s*$")
 _RLE_TYPE = "STRUCT(size INTEGER[], counts VARCHAR)"
 
@@ -80,6 +89,7 @@ class Check:
     requires: list[str] = field(default_factory=list)
     warn: Threshold | None = None
     fail: Threshold | None = None
+    random_weights: str = ""  # why random-weight models must trip this check
     sections: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -173,6 +183,7 @@ def parse_check(path: Path) -> Check:
         requires=[t.strip() for t in header.get("requires", "").split(",") if t.strip()],
         warn=Threshold.parse(header["warn"], where) if header.get("warn") else None,
         fail=Threshold.parse(header["fail"], where) if header.get("fail") else None,
+        random_weights=header.get("random weights", ""),
         sections={k: "\n".join(v).strip().rstrip(";").strip() for k, v in sections.items()},
     )
     return check
@@ -203,6 +214,63 @@ def table_names(root: Path) -> list[str]:
     return names
 
 
+@dataclass
+class RunFacts:
+    """What the dataset's last run meant to do, from run.json and the commit records."""
+
+    writers: dict[str, list[str]] = field(default_factory=dict)  # table -> stages of the run that write it
+    random_weight_stages: list[str] = field(default_factory=list)  # stages whose model is a `tiny:` build
+    commits: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def stages(self) -> list[str]:
+        return sorted({s for stages in self.writers.values() for s in stages})
+
+
+def read_run_facts(root: Path) -> RunFacts:
+    facts = RunFacts(commits=_commit_records(root))
+    path = root / "run.json"
+    try:
+        run = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        run = {}
+    stages = run.get("stages") or {}
+    for stage in stages:
+        for table in _stage_writes(stage):
+            facts.writers.setdefault(table, []).append(stage)
+    facts.random_weight_stages = sorted(s for s, spec in stages.items() if _names_tiny_model(spec.get("config")))
+    return facts
+
+
+def _stage_writes(stage: str) -> tuple[str, ...]:
+    from engine.config import STAGE_CLASSES, load_stage_class
+
+    if stage not in STAGE_CLASSES:
+        return ()
+    try:
+        return tuple(load_stage_class(stage).writes)
+    except (UserError, ImportError):
+        return ()
+
+
+def _names_tiny_model(config: Any) -> bool:
+    if isinstance(config, dict):
+        return any(_names_tiny_model(v) for v in config.values())
+    if isinstance(config, list):
+        return any(_names_tiny_model(v) for v in config)
+    return isinstance(config, str) and config.startswith("tiny:")
+
+
+def _commit_records(root: Path) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted((root / "_commits").glob("*/*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # a record being replaced right now: the next audit sees it
+    return records
+
+
 def snapshot(root: Path) -> dict[str, list[str]]:
     return {t: sorted(str(p) for p in (root / t).glob("*.parquet")) for t in table_names(root)}
 
@@ -223,6 +291,8 @@ class AuditDatabase:
         self.con.execute("SET enable_external_file_cache = false")
         self.con.create_function("mask_area", _mask_area_arrow, [_RLE_TYPE], "BIGINT", type="arrow")
         self._register_prices(prices)
+        self.run = read_run_facts(self.root)
+        self._register_run(self.run)
         self.files: dict[str, list[str]] = {}
         self._pins: list[Path] = []
         self.refresh()
@@ -302,6 +372,20 @@ class AuditDatabase:
         })
         self.con.register("prices", prices)
 
+    def _register_run(self, run: RunFacts) -> None:
+        pairs = [(stage, table) for table, stages in run.writers.items() for stage in stages]
+        self.con.register("run_stages", pa.table({
+            "stage": pa.array([p[0] for p in pairs], pa.string()),
+            "table": pa.array([p[1] for p in pairs], pa.string()),
+        }))
+        records = [r for r in run.commits if r.get("stage")]
+        self.con.register("stage_commits", pa.table({
+            "stage": pa.array([r["stage"] for r in records], pa.string()),
+            "shard_id": pa.array([str(r.get("shard_id")) for r in records], pa.string()),
+            "clips": pa.array([len(r.get("clip_ids") or []) for r in records], pa.int64()),
+            "rejected": pa.array([int(r.get("rejected") or 0) for r in records], pa.int64()),
+        }))
+
     # ----- queries -----
     def query(self, sql: str, params: list | None = None) -> Rows:
         """Run one statement; if a shard vanished under it (a rerun replaced it), re-snapshot once."""
@@ -365,7 +449,13 @@ def run_check(db: AuditDatabase, check: Check, examples: bool = False) -> CheckR
     )
     missing = [t for t in check.requires if db.row_count(t) == 0]
     if missing:
-        result.note = f"no rows in {', '.join(missing)}"
+        expected = [t for t in missing if t in db.run.writers]
+        if expected:  # the run should have filled it: an empty table is a failure, not "n/a"
+            result.status = "fail"
+            result.note = "; ".join(f"no rows in {t}, which {', '.join(db.run.writers[t])} should have written"
+                                    for t in expected)
+        else:
+            result.note = f"no rows in {', '.join(missing)}"
         result.seconds = time.perf_counter() - started
         return result
     try:
@@ -378,8 +468,12 @@ def run_check(db: AuditDatabase, check: Check, examples: bool = False) -> CheckR
         result.status = grade(check, result.value)
         if result.value is None:
             result.note = "nothing to measure"
+        elif result.status in ("warn", "fail"):
+            result.note = _metric_note(metric)
         if examples and result.status in ("warn", "fail") and "examples" in check.sections:
             result.examples = db.query(check.sections["examples"])
+        if result.status in ("warn", "fail") and check.random_weights and db.run.random_weight_stages:
+            result.note = f"expected with random-weight models: {check.random_weights}"
     except Exception as err:  # a broken user check must not hide the others
         result.status, result.note = "error", f"{type(err).__name__}: {err}".splitlines()[0][:300]
     result.seconds = time.perf_counter() - started
@@ -392,6 +486,13 @@ def _metric_value(metric: Rows, check: Check) -> float | None:
     column = check.metric if check.metric in metric.columns else metric.columns[0]
     value = metric.rows[0][metric.columns.index(column)]
     return None if value is None else float(value)
+
+
+def _metric_note(metric: Rows) -> str:
+    """A metric statement may name what tripped it in a `note` column."""
+    if "note" not in metric.columns or not metric.rows:
+        return ""
+    return str(metric.rows[0][metric.columns.index("note")] or "")
 
 
 def run_audit(root: str | Path, checks: list[Check] | None = None, examples: bool = False) -> list[CheckResult]:

@@ -1,4 +1,4 @@
-"""The local transformers chat backend: Qwen2 / Qwen2.5 text models, Qwen2-VL / Qwen2.5-VL / Qwen3-VL
+"""The local transformers chat backend: Qwen2 / Qwen2.5 / Qwen3 text models, Qwen2-VL / Qwen2.5-VL / Qwen3-VL
 for images and video, and transformers-native InternVL (`*-hf` checkpoints) through its processor.
 
 Requests are continuously batched (`continuous.DecodeLoop`): every request of every shard in flight
@@ -32,7 +32,7 @@ from agents.backends.chat import (
     parse_answer,
 )
 
-QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
 
 
 class LocalChatBackend(ChatBackend):
