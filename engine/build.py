@@ -234,12 +234,17 @@ def _models_here(cfg: JobConfig) -> bool:
 def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> bool:
     """Connect to the cluster named by --ray-address / RAY_ADDRESS, else start a local one sized
     so every stage actor fits (actors hold their CPUs for life; more logical CPUs than cores is
-    fine here, the stages take turns). True when this call connected or started it."""
+    fine here, the stages take turns). True when this call connected or started it.
+
+    A cluster started here listens on 127.0.0.1 only, dashboard included: nothing of it is
+    reachable from the network (connect to a cluster of your own with --ray-address for more)."""
+    address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        _loopback_only()
     import ray
 
     if ray.is_initialized():
         return False
-    address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
     repo = str(Path(__file__).resolve().parent.parent)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
     # API keys are never put here: a runtime env is stored by Ray and shown in its dashboard. Local
@@ -256,11 +261,22 @@ def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> bool:
     ray.init(
         address="local",
         num_cpus=max(os.cpu_count() or 1, math.ceil(needed)),
+        _node_ip_address="127.0.0.1",
+        dashboard_host="127.0.0.1",
         include_dashboard=False,
         logging_level="WARNING",
         runtime_env={"env_vars": env},
     )
     return True
+
+
+def _loopback_only() -> None:
+    """Ray replaces a node address of 127.0.0.1 by the machine's own unless multi-node clusters
+    are off for this process; off, every server of the local cluster binds loopback only."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:  # ray already imported: its constant was read at import
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 def table_counts(store: DatasetStore) -> dict[str, int]:

@@ -184,6 +184,7 @@ def _drop_repeated_clips(result: ShardResult, owner: dict[str, str], shard_id: s
     so a table never holds one clip_id twice."""
     import pyarrow.parquet as pq
 
+    from agents.ingest import repeat_item_id
     from engine.store import write_parquet
     from schemas import ClipRow, to_arrow
 
@@ -197,7 +198,7 @@ def _drop_repeated_clips(result: ShardResult, owner: dict[str, str], shard_id: s
     rejections = [RejectionRow.model_validate(r) for r in pq.read_table(staged.files["rejections"]).to_pylist()]
     for row in clips:
         if row.clip_id in repeated:
-            rejections.append(rejection("ingest", row.source_key, "duplicate_clip",
+            rejections.append(rejection("ingest", repeat_item_id(row, clips), "duplicate_clip",
                                         f"same content as a clip of shard {owner[row.clip_id]} (clip {row.clip_id})",
                                         row.clip_id))
     kept = [row for row in clips if row.clip_id not in repeated]
