@@ -27,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
         if not Path(dataset).is_dir():
             raise UserError(f"no dataset at {dataset}")
     results = compare(args.dataset)
-    for (name, result), dataset in zip(results, args.dataset, strict=True):
+    for (_, result), dataset in zip(results, args.dataset, strict=True):
         if result.virtual_clips == 0:
             raise UserError(f"{dataset} has no virtual clips: eval needs ground truth (build with --source virtual:N)")
     if len(results) == 1:
