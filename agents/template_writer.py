@@ -40,7 +40,7 @@ class TemplateQuestionWriter(Stage[TemplateWriterConfig]):
     config_model: ClassVar[type[StageConfig]] = TemplateWriterConfig
     reads: ClassVar[tuple[str, ...]] = ("clips", "objects")
     writes: ClassVar[tuple[str, ...]] = ("mcqs",)
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: every question has four options
 
     def process_batch(self, batch: Batch) -> StageOutput:
         out = StageOutput()

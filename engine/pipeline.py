@@ -71,7 +71,7 @@ class Pipeline:
         stage = self.stages[index]
         return {
             table: [f"{table}/{shard_file_name(s.name, shard_id)}" for s in self.stages[:index] if table in s.writes]
-            for table in stage.reads
+            for table in (*stage.reads, *stage.optional_reads)
         }
 
     def fingerprints(self, shard: Shard) -> list[str]:

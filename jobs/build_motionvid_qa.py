@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "Build (or refresh) a MotionVid-QA style dataset from a source of videos."
+WRITES_DATASET = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -86,13 +86,32 @@ def resolve_model(ref: str, revision: str = "main", seed: int = 0, allow_downloa
 
         return Path(snapshot_download(ref, revision=revision, local_files_only=not fetch))
     except Exception as err:  # the hub raises several types for "not cached" and "not reachable"
-        how = ("the download failed" if fetch else
-               "pass --allow-download to fetch it, or on a connected machine run")
+        failed = "the download failed; " if fetch else ""
         raise ModelNotFound(
-            f"model {ref!r} (revision {revision}) is not on this machine; {how} "
-            f"`{download_command(ref, revision)}` and copy the Hugging Face cache here, or point the profile "
-            f"at a local folder ({type(err).__name__})"
+            f"model {ref!r} (revision {revision}) is not on this machine; {failed}{download_hint(ref, revision)} "
+            f"({type(err).__name__})"
         ) from None
+
+
+def download_hint(ref: str, revision: str = "main") -> str:
+    """The exact way to get a missing checkpoint here."""
+    rev = "" if revision == "main" else f" --revision {revision}"
+    return (f"run `hf download {ref}{rev}` (on a machine without network: run it on a connected one and "
+            f"copy the Hugging Face cache here), pass --allow-download, or point the profile at a local folder")
+
+
+def is_local(ref: str, revision: str = "main") -> bool:
+    """Whether `resolve_model` finds the model without the network (a tiny build counts: it is
+    made on first use). Cheap: no model is loaded."""
+    if ref.startswith("tiny:") or Path(ref).expanduser().is_dir():
+        return True
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(ref, revision=revision, local_files_only=True)
+        return True
+    except Exception:  # noqa: BLE001 - every "not cached" flavour
+        return False
 
 
 def _build_tiny(name: str, seed: int) -> Path:
