@@ -80,10 +80,11 @@ def check(cfg) -> int:
             rows.append((use.stage, use.role, use.ref, use.revision, where))
     print(f"models of profile {cfg.profile}:")
     widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(("stage", "role", "model", "rev"))]
-    print("  " + "  ".join(h.ljust(w) for h, w in zip(("stage", "role", "model", "rev"), widths)) + "  from")
+    print("  " + "  ".join(h.ljust(w) for h, w in zip(("stage", "role", "model", "rev"), widths, strict=True))
+          + "  from")
     for *names, where in rows:
         mark = "" if where.present else "MISSING: "
-        print("  " + "  ".join(str(n).ljust(w) for n, w in zip(names, widths)) + f"  {mark}{where.source}")
+        print("  " + "  ".join(str(n).ljust(w) for n, w in zip(names, widths, strict=True)) + f"  {mark}{where.source}")
     fetch = sorted({where.fetch for *_, where in rows if not where.present and where.fetch})
     if fetch:
         print("fetch the missing ones (or run with --allow-download):")
