@@ -5,6 +5,8 @@ clip's phrases on it (batched across clips); SAM or HQ-SAM turns the boxes into 
 and tiny masks are dropped; SAM 2 propagates the masks forward and backward through the sampled
 frames. Frames where an object is absent (empty or tiny mask) are left out of its masklet.
 
+With `backend: sam3`, SAM 3 video does all of it from the phrases (`agents.backends.sam3`).
+
 Reads `clips`, `phrases`; writes `objects` (source "segmentor"). Rejections: `no_phrases`,
 `no_objects_found`, decoding reasons from `agents.video`, `decode_error`, `segmentation_failed`.
 """
@@ -27,9 +29,12 @@ from schemas.masks import encode_masks
 
 
 class SegmentorConfig(StageConfig):
-    backend: Literal["transformers", "official"] = Field(
-        "transformers", description="transformers checkpoints, or the official sam2 / groundingdino-py packages"
+    backend: Literal["transformers", "official", "sam3"] = Field(
+        "transformers", description="the Grounding DINO -> SAM -> SAM 2 chain as transformers checkpoints or the "
+        "official sam2 / groundingdino-py packages, or sam3: SAM 3 video, text prompts straight to masklets"
     )
+    video_model: str = Field("tiny:sam3-video", description="SAM 3 video checkpoint (backend sam3)")
+    video_model_revision: str = "main"
     detector: str = Field("tiny:grounding-dino", description="Grounding DINO: tiny:<name>, folder or HF id")
     segmenter: str = Field("tiny:sam-hq", description="SAM or HQ-SAM checkpoint (the config says which)")
     propagator: str = Field("tiny:sam2-video", description="SAM 2 video checkpoint")
@@ -42,7 +47,8 @@ class SegmentorConfig(StageConfig):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bfloat16 on GPU, float32 on CPU"
     )
-    box_threshold: float = Field(0.35, ge=0, le=1, description="minimum best-token probability of a box")
+    box_threshold: float = Field(0.35, ge=0, le=1, description="minimum best-token probability of a box "
+                                 "(sam3: minimum detection score of a new object)")
     text_threshold: float = Field(0.25, ge=0, le=1, description="minimum mean token probability of its phrase")
     keyframe: Literal["sharpest", "middle", "first", "last"] = "sharpest"
     keyframe_candidates: int = Field(5, ge=1, description="evenly spaced frames the sharpest is chosen from")
@@ -73,13 +79,19 @@ class Segmentor(Stage[SegmentorConfig]):
     version = "1"
 
     def __init__(self, config=None, *, detector: Detector | None = None, segmenter: BoxSegmenter | None = None,
-                 propagator: VideoPropagator | None = None):
+                 propagator: VideoPropagator | None = None, video_segmenter=None):
         super().__init__(config)
         self.detector, self.segmenter, self.propagator = detector, segmenter, propagator
+        self.video_segmenter = video_segmenter  # backend sam3: one model from phrases to masklets
 
     def setup(self) -> None:
         cfg = self.config
         _limit_cpu_threads(cfg)
+        if cfg.backend == "sam3":
+            from agents.backends.sam3 import load_sam3
+
+            self.video_segmenter = self.video_segmenter or load_sam3(cfg)
+            return
         if cfg.backend == "official":
             from agents.backends import official as factory
         else:
@@ -92,6 +104,10 @@ class Segmentor(Stage[SegmentorConfig]):
             self.propagator = factory.load_propagator(cfg)
 
     def lineage(self) -> Lineage:
+        if self.config.backend == "sam3":
+            model = self.video_segmenter
+            return Lineage(agent=self.name, model=model.name, model_revision=model.revision,
+                           prompt_version=f"sam3@{self.policy_version()}")
         parts = (self.detector, self.segmenter, self.propagator)
         return Lineage(
             agent=self.name,
@@ -109,6 +125,10 @@ class Segmentor(Stage[SegmentorConfig]):
         return hashlib.sha256(json.dumps(policy, sort_keys=True).encode()).hexdigest()[:12]
 
     def process_batch(self, batch: Batch) -> StageOutput:
+        if self.config.backend == "sam3":
+            from agents.backends.sam3 import segment_batch
+
+            return segment_batch(self, batch)
         out = StageOutput()
         lineage = self.lineage()
         work = [w for clip in batch.clips if (w := self._prepare(batch, clip, out)) is not None]

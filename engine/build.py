@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from engine.config import JobConfig, build_stages, colocated_groups, stage_configs
 from engine.dedup import STATE_FILE
-from engine.driver import BuildOptions, execute, plan_build, write_run_summary
-from engine.errors import UserError
+from engine.driver import BuildOptions, StopRequest, execute, plan_build, write_run_summary
+from engine.errors import NotReady, UserError
 from engine.pipeline import Pipeline, Plan
+from engine.preflight import check_cluster, check_stages
 from engine.progress import Progress
 from engine.sources import check_source, describe
-from engine.store import COMMITS, DatasetStore
+from engine.store import COMMITS, MANIFEST, STAGING, DatasetStore
 from schemas import SCHEMA_VERSION, TABLES
 
 
@@ -28,10 +31,14 @@ def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = Fal
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if cfg.allow_download:
         os.environ.pop("HF_HUB_OFFLINE", None)
+        os.environ["VDE_ALLOW_DOWNLOAD"] = "1"  # read by every model loader of the run, Ray workers included
     else:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     stages = build_stages(cfg)
     colocated_groups(cfg)  # a bad placement fails here, before any work
+    if not dry_run:
+        check_stages(stages, look_for_models=_models_here(cfg) and not cfg.allow_download)
+        check_models(cfg, stages)
     pipeline = Pipeline(stages)
     run_config = resolved_config(cfg, pipeline)
     previous = store.read_run_config()
@@ -39,18 +46,32 @@ def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = Fal
         _clear(store)
     elif previous:
         guard(previous, run_config)
-    options = BuildOptions(cfg.shard_size, cfg.max_shards_in_flight, prune, retry_failed, dry_run)
+    options = BuildOptions(cfg.shard_size, cfg.max_shards_in_flight, prune, retry_failed, dry_run, StopRequest())
     plan = plan_build(pipeline, store, cfg.source, options)
     if dry_run:
         print_plan(plan, pipeline)
         return {"dry_run": True, "plan": plan.per_stage}
     store.write_run_config({**run_config, "last_run": previous.get("last_run") if previous else None})
     progress = Progress(pipeline.names)
-    executor = _executor_factory(cfg, stages, store.root)
-    result = execute(pipeline, store, plan, executor, options, progress)
-    summary = {**result, **progress.summary(), "tables": table_counts(store)}
+    executor = _executor_factory(cfg, stages, store.root, options.stop)
+    with stop_signals(options.stop):
+        result = execute(pipeline, store, plan, executor, options, progress)
+    models = {s.name: s.config.chat.model for s in stages if hasattr(s.config, "chat")}
+    summary = {**result, **progress.summary(models), "tables": table_counts(store)}
     write_run_summary(store, run_config, summary)
     return summary
+
+
+def check_models(cfg: JobConfig, stages: list) -> None:
+    """Every API model answers once, and every local checkpoint is here (or fetched with
+    --allow-download), before any work. On a cluster the driver's disk is not the workers', so
+    only the API models are checked there."""
+    from agents.backends.models import ModelNotFound, preflight
+
+    try:
+        preflight(stages, check_local=not (cfg.ray_address or os.environ.get("RAY_ADDRESS")))
+    except ModelNotFound as err:
+        raise UserError(str(err)) from None
 
 
 def resolved_config(cfg: JobConfig, pipeline: Pipeline) -> dict[str, Any]:
@@ -97,41 +118,100 @@ def _clear(store: DatasetStore) -> None:
     shutil.rmtree(store.root / STATE_FILE.parent, ignore_errors=True)  # dedup exclusions: a rebuild starts clean
 
 
-def _executor_factory(cfg: JobConfig, stages: list, root: Path):
+def discard_partial_writes(dataset: str | Path) -> None:
+    """Remove what a failed run leaves half-written: staging folders whose commit never started
+    (no manifest; one with a manifest is finished by the next run) and temporary files of atomic
+    writes (`.<name>.<random>.tmp`, the response cache's `.<key>.json.<random>`)."""
+    root = Path(dataset)
+    staging = root / STAGING
+    if staging.is_dir():
+        for txn in staging.iterdir():
+            if txn.is_dir() and not (txn / MANIFEST).is_file():
+                shutil.rmtree(txn, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staging.rmdir()  # only when empty
+    temporary = [*root.rglob(".*.tmp"), *(root / "_cache").rglob(".*.json.*")]
+    for path in temporary:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def stop_signals(stop: StopRequest):
+    """SIGINT and SIGTERM ask the driver loop to stop (engine.driver); a cluster this run started is
+    shut down on the way out, so the process ends with one line, not a native dump."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _catch(stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if stop.signum is not None and _STARTED_RAY:
+            import ray
+
+            ray.shutdown()
+
+
+def _catch(stop: StopRequest) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+
+
+_STARTED_RAY: list[bool] = []  # set when this process started (or connected to) the cluster it uses
+
+
+def _executor_factory(cfg: JobConfig, stages: list, root: Path, stop: StopRequest):
     if cfg.executor == "local":
         from engine.executors import LocalExecutor
 
         return lambda: LocalExecutor(stages, root)
 
     def make():
+        import ray
+
         from engine.executors import RayExecutor
 
         groups = colocated_groups(cfg)
-        start_ray(cfg, stages, groups)
+        started = start_ray(cfg, stages, groups)
+        if started:
+            _STARTED_RAY.append(True)
+            _catch(stop)  # ray.init installs its own SIGTERM handler (sys.exit mid-run)
+        try:
+            check_cluster(stages, groups, ray.cluster_resources())
+        except NotReady:
+            if started:
+                ray.shutdown()
+            raise
         return RayExecutor(stages, root, groups)
 
     return make
 
 
-def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> None:
+def _models_here(cfg: JobConfig) -> bool:
+    """Model files are looked for on this machine only when the stages run on it."""
+    return cfg.executor == "local" or not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+
+
+def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> bool:
     """Connect to the cluster named by --ray-address / RAY_ADDRESS, else start a local one sized
     so every stage actor fits (actors hold their CPUs for life; more logical CPUs than cores is
-    fine here, the stages take turns)."""
+    fine here, the stages take turns). True when this call connected or started it."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
     repo = str(Path(__file__).resolve().parent.parent)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
     # API keys are never put here: a runtime env is stored by Ray and shown in its dashboard. Local
     # workers inherit them from this process's environment.
-    for key in ("VDE_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+    for key in ("VDE_CACHE", "VDE_MODEL_MAP", "VDE_ALLOW_DOWNLOAD", "HF_HOME", "HF_HUB_OFFLINE",
+                "HF_HUB_DISABLE_PROGRESS_BARS", "HF_ENDPOINT"):
         if key in os.environ:
             env[key] = os.environ[key]
     if address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=True)
-        return
+        return True
     needed = sum(max(stages[i].resources.num_cpus for i in g) * max(stages[i].resources.actors for i in g)
                  for g in groups)
     ray.init(
@@ -141,6 +221,7 @@ def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> None:
         logging_level="WARNING",
         runtime_env={"env_vars": env},
     )
+    return True
 
 
 def table_counts(store: DatasetStore) -> dict[str, int]:
@@ -173,6 +254,12 @@ def print_summary(store_root: str, summary: dict[str, Any]) -> None:
     con.close()
     if reasons:
         print("rejections:", ", ".join(f"{stage}/{reason} x{n}" for stage, reason, n in reasons), file=out)
+    tokens = summary.get("tokens") or {}
+    if tokens.get("calls"):
+        spent, replayed = tokens["spent"], tokens["replayed"]
+        print(f"tokens: spent {spent['prompt']} prompt + {spent['completion']} completion "
+              f"(${tokens['cost_usd']:.4f}); replayed from the response cache {replayed['prompt']} + "
+              f"{replayed['completion']} ({tokens['replayed_calls']} of {tokens['calls']} answers, free)", file=out)
     print(
         f"next: python -m engine.run audit --dataset {store_root}   "
         f"(or duckdb: SELECT * FROM '{store_root}/mcqs/*.parquet')",

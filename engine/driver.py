@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.errors import Stopped
 from engine.pipeline import Pipeline, Plan, Shard, make_shards
 from engine.progress import Progress
 from engine.runner import ShardResult, ShardTask, _short_error
@@ -31,12 +32,26 @@ CRASH_ENV = "VDE_CRASH_AFTER_COMMITS"
 
 
 @dataclass
+class StopRequest:
+    """Set by a SIGINT / SIGTERM handler: the loop stops submitting, commits what is in flight
+    (a second signal: stops waiting), and `execute` raises `Stopped`."""
+
+    signum: int | None = None
+    count: int = 0
+
+    def __call__(self, signum: int, frame: Any = None) -> None:
+        self.signum = signum
+        self.count += 1
+
+
+@dataclass
 class BuildOptions:
     shard_size: int = 4
     max_shards_in_flight: int = 8
     prune: bool = False
     retry_failed: bool = True
     dry_run: bool = False
+    stop: StopRequest | None = None
 
 
 def plan_build(pipeline: Pipeline, store: DatasetStore, source: str, options: BuildOptions) -> Plan:
@@ -71,10 +86,15 @@ def execute(
     by_id = {shard.shard_id: shard for shard in work}
     owner = {c: shard_id for shard_id, rec in store.commits("ingest").items() for c in rec.get("clip_ids", [])}
     active = 0
+    stop = options.stop or StopRequest()
     try:
         with progress:
             while True:
-                while active < options.max_shards_in_flight and (shard := next(pending, None)):
+                if stop.count:  # stop submitting; what is running may still commit
+                    executor.cancel_waiting()
+                    if stop.count > 1 or not executor.in_flight():
+                        break
+                while not stop.count and active < options.max_shards_in_flight and (shard := next(pending, None)):
                     _submit(pipeline, executor, progress, shard, shard.start)
                     active += 1
                 if active == 0:
@@ -95,12 +115,14 @@ def execute(
                     os.kill(os.getpid(), signal.SIGKILL)
                 progress.finished_task(task.stage, _clip_count(task, shard), result.rejected, result.seconds,
                                        result.counters)
-                if task.stage_index + 1 < len(pipeline.stages):
+                if task.stage_index + 1 < len(pipeline.stages) and not stop.count:
                     _submit(pipeline, executor, progress, shard, task.stage_index + 1)
                 else:
                     active -= 1
     finally:
         executor.shutdown()
+    if stop.signum is not None:
+        raise Stopped(stop.signum, commits)
     return {"commits": commits, "removed_shards": len(plan.removed)}
 
 

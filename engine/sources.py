@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from agents.base import SourceItem
-from engine.errors import UserError
+from engine.errors import BadSource, UserError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"}
 MANIFEST_COLUMNS = {"video_path", "caption", "start", "end", "split"}
@@ -186,10 +186,15 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
 
 
 def _read_parquet(path: Path) -> Iterator[dict]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        yield from batch.to_pylist()
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+    except pa.ArrowException as err:
+        raise BadSource(f"manifest {path} is not a readable Parquet file ({str(err).splitlines()[0][:120]}); "
+                        "rewrite it, or give a .jsonl manifest or a folder of videos") from None
 
 
 def _file_signature(path: Path) -> str:

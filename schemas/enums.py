@@ -76,6 +76,7 @@ class Reason(StrEnum):
     review_rejected = "review_rejected"
 
 
-# Reasons worth trying again on the next run: the input may be fine, the world was not.
+# Reasons worth trying again on the next run: the input may be fine, the world was not. A
+# `parse_failed` answer from a sampled endpoint is retryable too: the backend marks the row itself.
 RETRYABLE_REASONS = frozenset({Reason.decode_timeout, Reason.stage_error, Reason.api_error, Reason.batch_pending,
                                Reason.remote_unreachable})

@@ -1,4 +1,4 @@
-"""The local transformers chat backend: Qwen2 / Qwen2.5 text models, Qwen2-VL / Qwen2.5-VL for images,
+"""The local transformers chat backend: Qwen2 / Qwen2.5 / Qwen3 text models, Qwen2-VL / Qwen2.5-VL / Qwen3-VL for images,
 and transformers-native InternVL (`*-hf` checkpoints) through its processor.
 
 Requests run in batches of `concurrency` with left padding, the checkpoint's chat template and
@@ -30,7 +30,7 @@ from agents.backends.chat import (
     parse_answer,
 )
 
-QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl")
+QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
 
 
 class LocalChatBackend(ChatBackend):
@@ -161,6 +161,11 @@ class LocalChatBackend(ChatBackend):
         elif images:
             raise ValueError(f"{self.cfg.model} is a text model and cannot read images")
         batch = self._tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        if extra:
+            # M-RoPE positions are computed only when the model is told which tokens are image tokens
+            # (Qwen3-VL refuses to run without it; Qwen2.5-VL silently falls back to 1-D positions).
+            image_id = self._tokenizer.convert_tokens_to_ids("<|image_pad|>")
+            extra["mm_token_type_ids"] = (batch["input_ids"] == image_id).int()
         return {**batch, **extra}
 
     def _expand_images(self, texts: list[str], images: list) -> tuple[list[str], dict[str, Any]]:
