@@ -143,9 +143,10 @@ def test_allow_download_fetches_with_the_hub_client_at_the_profile_revision(tmp_
     args = ["build-motionvid-qa", "--dataset", str(tmp_path / "ds"), "--source", "virtual:2", "--profile",
             str(profile), "--stages", "ingest,analyzer", "--executor", "local"]
 
-    assert main(args) == 2
+    assert main(args) == 3  # the start-up check: nothing is processed
     error = capsys.readouterr().err
-    assert "hf download Qwen/Qwen3-4B-Instruct-2507 --revision abc123" in error and error.count("\n") == 1
+    assert "analyzer: model Qwen/Qwen3-4B-Instruct-2507 is not on this machine" in error
+    assert "hf download Qwen/Qwen3-4B-Instruct-2507 --revision abc123" in error and "Traceback" not in error
     assert all(local for _, _, local in calls)  # nothing fetched without the flag
     assert not list((tmp_path / "ds").glob("phrases/*.parquet"))
 
