@@ -29,7 +29,6 @@ ARCHITECTURES = {
     "Qwen/Qwen3-VL-8B-Instruct": ("qwen3_vl", "qwen3-vl"),
     "IDEA-Research/grounding-dino-base": ("grounding-dino", "grounding-dino"),
     "syscv-community/sam-hq-vit-huge": ("sam_hq", "sam-hq"),
-    "syscv-community/sam-hq-vit-large": ("sam_hq", "sam-hq"),
     "facebook/sam2.1-hiera-large": ("sam2_video", "sam2-video"),
     "facebook/sam3": ("sam3_video", "sam3-video"),
 }

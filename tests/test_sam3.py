@@ -11,7 +11,11 @@ from agents.base import Batch
 from agents.segmentor import Segmentor, SegmentorConfig
 from schemas import Lineage, validate_rows
 from schemas.masks import decode_mask
-from tests.test_segmentor import HEIGHT, WIDTH, scene, tiny_cache  # noqa: F401 (fixtures)
+from tests.test_segmentor import HEIGHT, WIDTH
+from tests.test_segmentor import scene as segmentor_scene
+from tests.test_segmentor import tiny_cache as segmentor_cache
+
+scene, tiny_cache = segmentor_scene, segmentor_cache  # the Segmentor tests' rendered clip and model cache
 
 SAM3 = {"backend": "sam3", "video_model": "tiny:sam3-video", "device": "cpu", "dtype": "float32",
         "box_threshold": 0.0, "min_mask_area": 1, "dedup_iou": 0.95, "max_detections_per_phrase": 2,

@@ -54,7 +54,10 @@ class Sam3VideoSegmenter:
 
     def setup(self) -> None:
         from transformers import AutoConfig, AutoTokenizer, Sam3VideoModel
+        from transformers.utils import logging
 
+        # The tracking cap is ours and deliberate: its per-frame "hitting max_num_objects" warning is noise.
+        logging.get_logger("transformers.models.sam3_video.modeling_sam3_video").setLevel(logging.ERROR)
         model_type = AutoConfig.from_pretrained(self.path).model_type
         if model_type != "sam3_video":
             raise ValueError(f"{self.name} holds a {model_type!r} model; the sam3 backend needs sam3_video")
