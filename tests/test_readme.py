@@ -141,7 +141,9 @@ def test_every_readme_command_runs(user_files, tmp_path):
         if command.block == _job_block()[0].block:
             continue  # the job block: test_ray_job_submit_as_the_readme_says
         shell = substitute(command.text, user_files, stamp)
+        began = time.monotonic()
         result = run_shell(shell, env)
+        print(f"{time.monotonic() - began:6.1f}s  {command.text}")
         output = result.stdout + result.stderr
         assert result.returncode == command.expected_code, f"{command.text}\n-> {shell}\n{output[-3000:]}"
         assert "Traceback" not in output, f"{command.text}\n{output[-3000:]}"
