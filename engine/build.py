@@ -11,16 +11,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.compact import maintain
 from engine.config import JobConfig, build_stages, colocated_groups, stage_configs
 from engine.dedup import STATE_FILE
 from engine.driver import BuildOptions, StopRequest, execute, plan_build, write_run_summary
 from engine.errors import NotReady, UserError
+from engine.lock import DatasetLocked, WriterLock
 from engine.pipeline import Pipeline, Plan
 from engine.preflight import check_cluster, check_stages
 from engine.progress import Progress
 from engine.sources import check_source, describe
-from engine.compact import maintain
-from engine.lock import DatasetLocked, WriterLock
 from engine.store import COMMITS, MANIFEST, STAGING, TRASH, DatasetStore
 from engine.verify import damaged, repair, verify
 from schemas import SCHEMA_VERSION, TABLES
