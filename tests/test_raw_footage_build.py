@@ -12,6 +12,8 @@ import re
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 from engine.run import main
 from engine.store import DatasetStore
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
