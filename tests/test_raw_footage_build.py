@@ -12,12 +12,12 @@ import re
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 from engine.run import main
 from engine.store import DatasetStore
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 from tests.helpers_footage import write_footage_folder
+
+pytestmark = pytest.mark.slow
 
 
 def question_writer_model(body: dict) -> Reply:
