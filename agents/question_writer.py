@@ -40,8 +40,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
-from agents.backends.chat import ChatResult
 from agents.answer_letters import balance_letters, shard_start
+from agents.backends.chat import ChatResult
 from agents.base import Batch, StageOutput
 from agents.chat_stage import Ask, ChatStage, ChatStageConfig, Prompt, load_prompt
 from agents.preference_pairs import preference_pair

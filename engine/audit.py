@@ -50,7 +50,7 @@ import pyarrow as pa
 
 from engine.errors import UserError
 from engine.store import DatasetStore, TableVersion, view_sql
-from schemas import TABLES, mask_area
+from schemas import TABLES
 
 SNAPSHOTS = "_audit"  # per-audit hard links of shard files; never a table folder (leading underscore)
 

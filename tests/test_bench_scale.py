@@ -17,5 +17,5 @@ def test_scale_benchmark_smoke_prints_every_figure(tmp_path):
     assert "at 1M" in out
     lines = [line.split() for line in out.splitlines() if line.strip() and line.split()[0] in ("16", "48")]
     # every (stage, shard) commit wrote one rejections file before compaction; one part per table after
-    assert [(int(l[0]), int(l[1]) == int(l[2]), int(l[3])) for l in lines[:2]] == [(16, True, 1), (48, True, 1)]
+    assert [(int(r[0]), int(r[1]) == int(r[2]), int(r[3])) for r in lines[:2]] == [(16, True, 1), (48, True, 1)]
     assert "Delta Lake vs this store" in out or "deltalake is not installed" in out
