@@ -460,9 +460,12 @@ def read_location(root: Path, location: str | None, table: str | None = None,
     if not full.exists():
         return None
     try:
-        if group is None:
-            return pq.read_table(full, schema=schema, columns=columns)
-        return pq.ParquetFile(full).read_row_group(group, columns=columns)
+        if group is not None:
+            return pq.ParquetFile(full).read_row_group(group, columns=columns)
+        whole = pq.ParquetFile(full).read(columns=columns)  # half the cost of read_table on small files
+        if schema is None or whole.schema.equals(schema, check_metadata=False):
+            return whole
+        return pq.read_table(full, schema=schema)  # a file of an older schema
     except (OSError, pa.ArrowException) as err:
         raise _unreadable(full, err) from None
 
