@@ -324,10 +324,11 @@ class DatasetStore:
         self.drop_loose_records()
 
     def maybe_fold(self) -> bool:
-        """Fold the loose records into the index once they are many (amortised: at most doubling)."""
+        """Fold the loose records into the index once they are many: 5,000, or a tenth of the index, so a
+        resume reads few loose records and the index is rewritten a handful of times each time it doubles."""
         state = self.state()
         total = sum(len(shards) for shards in state.values())
-        if len(self._loose) < max(5000, total // 2):
+        if len(self._loose) < max(5000, total // 10):
             return False
         self.fold_index()
         return True
