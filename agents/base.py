@@ -142,12 +142,15 @@ class Stage(Generic[C]):
     """Base class of every stage. Subclasses set `name`, `config_model`, `reads`, `writes`,
     `version`, and implement `process_batch`; model-backed stages also implement `setup`.
 
-    `reads` is what the stage reads whatever its config; a stage whose inputs depend on its
-    config overrides `reads_for(config)`. The runner hands it exactly those tables."""
+    `reads` is what the stage needs whatever its config; a stage whose inputs depend on its
+    config overrides `reads_for(config)`; `optional_reads` are read when an earlier stage of the
+    run writes them. The runner hands it exactly those tables (`inputs()`)."""
 
     name: ClassVar[str]
     config_model: ClassVar[type[StageConfig]] = StageConfig
     reads: ClassVar[tuple[str, ...]] = ()
+    # Tables read when an earlier stage of the run writes them, and absent otherwise.
+    optional_reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
     # Bump when the stage's code changes its output, so refresh recomputes what it made.
     version: ClassVar[str] = "1"
@@ -166,11 +169,13 @@ class Stage(Generic[C]):
 
     @classmethod
     def reads_for(cls, config: C) -> tuple[str, ...]:
-        """The tables a stage with this config reads (default: the class's `reads`)."""
+        """The tables a stage with this config needs (default: the class's `reads`)."""
         return tuple(cls.reads)
 
     def inputs(self) -> tuple[str, ...]:
-        return tuple(self.reads_for(self.config))
+        """Every table the batch exposes: the needed ones, then those read only when present."""
+        needed = tuple(self.reads_for(self.config))
+        return needed + tuple(t for t in self.optional_reads if t not in needed)
 
     def setup(self, ctx: SetupContext | None = None) -> None:
         """Load models. The executor calls it once per actor, before the first batch."""

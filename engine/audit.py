@@ -8,23 +8,34 @@ it and sets its thresholds; its body holds up to four statements, each after a m
     -- requires: mcqs              tables that must hold rows, else the check is "n/a"
     -- warn: duplicate_share > 0.01
     -- fail: duplicate_share > 0.05
+    -- random weights: one line on why random-weight models must fail this check (optional)
     -- [setup]     optional, e.g. a TEMP TABLE the other statements share
     -- [summary]   the table printed under the check
-    -- [metric]    one row; the column named in the thresholds is compared
+    -- [metric]    one row; the column named in the thresholds is compared (an optional
+                   `note` column says what tripped it)
     -- [examples]  optional: rows behind a warn or fail (linked from the report)
 
-The views are built from a snapshot of each table's shards, taken once when the audit opens, so
-every check sees the same tables even while a run is still committing. A rerun replaces a shard
+The views read one version of each table, taken once when the audit opens: the files (and the
+live row ranges of compacted parts) that the store's commit records name at that moment, so every
+check sees the same tables even while a run is still committing. A rerun replaces a shard file
 under the same name, and DuckDB may open one file several times in a query (footer at bind time,
-row groups later), so the snapshot hard-links each shard into `<root>/_audit/<id>/`: the links keep
-the old file's bytes whole for as long as the audit runs. Where links cannot be made (read-only
-dataset, odd file system) the views use the shard paths and a query is retried once on a new
-snapshot. Opening never runs the store's crash recovery: that would remove a live writer's
-staging folders.
+row groups later), so the shard files of the version (the few not yet compacted) are hard-linked
+into `<root>/_audit/<id>/`; compacted parts are never rewritten in place, so they are read where
+they are. A compaction moves the parts it replaces to `_trash/`: a query that finds a file gone
+re-reads the version and runs once more. Where links cannot be made (read-only dataset, odd file
+system) the views use the shard paths and rely on that retry. Opening never runs the store's
+crash recovery: that would remove a live writer's staging folders.
+
+What the last run should have written comes from `run.json`: each stage it ran declares the
+tables it writes. A check whose required table is empty is "n/a" only where no stage of the run
+was meant to fill that table; otherwise it fails, saying which stage left it empty. Views
+`run_stages` (stage, table) and `stage_commits` (stage, shard_id, clips) let checks compare what
+ran with what landed.
 """
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import re
@@ -38,16 +49,18 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import UserError
-from schemas import TABLES, arrow_schema, mask_area
+from engine.store import DatasetStore, TableVersion, view_sql
+from schemas import TABLES
+
+SNAPSHOTS = "_audit"  # per-audit hard links of shard files; never a table folder (leading underscore)
 
 CHECKS_DIR = Path(__file__).resolve().parents[1] / "data" / "audit"
 PRICES_FILE = CHECKS_DIR / "prices.yaml"
-SNAPSHOTS = "_audit"  # per-audit hard-link snapshots; never a table folder (leading underscore)
 STATUS_ORDER = ("pass", "n/a", "warn", "fail", "error")
 LINEAGE_COLUMNS = ("agent", "model", "model_revision", "prompt_version", "prompt_tokens", "completion_tokens")
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 _THRESHOLD = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+(?:[eE]-?\d+)?)\s*$")
-_HEADER = re.compile(r"^--\s*(check|measures|requires|needs|warn|fail)\s*:\s*(.*)$")
+_HEADER = re.compile(r"^--\s*(check|measures|requires|needs|warn|fail|random weights)\s*:\s*(.*)$")
 _SECTION = re.compile(r"^--\s*\[(setup|summary|metric|examples)\]\s*$")
 _RLE_TYPE = "STRUCT(size INTEGER[], counts VARCHAR)"
 
@@ -80,6 +93,7 @@ class Check:
     requires: list[str] = field(default_factory=list)
     warn: Threshold | None = None
     fail: Threshold | None = None
+    random_weights: str = ""  # why random-weight models must trip this check
     sections: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -173,6 +187,7 @@ def parse_check(path: Path) -> Check:
         requires=[t.strip() for t in header.get("requires", "").split(",") if t.strip()],
         warn=Threshold.parse(header["warn"], where) if header.get("warn") else None,
         fail=Threshold.parse(header["fail"], where) if header.get("fail") else None,
+        random_weights=header.get("random weights", ""),
         sections={k: "\n".join(v).strip().rstrip(";").strip() for k, v in sections.items()},
     )
     return check
@@ -203,14 +218,76 @@ def table_names(root: Path) -> list[str]:
     return names
 
 
-def snapshot(root: Path) -> dict[str, list[str]]:
-    return {t: sorted(str(p) for p in (root / t).glob("*.parquet")) for t in table_names(root)}
+@dataclass
+class RunFacts:
+    """What the dataset's last run meant to do, from run.json and the commit records."""
+
+    writers: dict[str, list[str]] = field(default_factory=dict)  # table -> stages of the run that write it
+    random_weight_stages: list[str] = field(default_factory=list)  # stages whose model is a `tiny:` build
+    commits: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def stages(self) -> list[str]:
+        return sorted({s for stages in self.writers.values() for s in stages})
+
+
+def read_run_facts(root: Path) -> RunFacts:
+    facts = RunFacts(commits=_commit_records(root))
+    path = root / "run.json"
+    try:
+        run = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        run = {}
+    stages = run.get("stages") or {}
+    for stage in stages:
+        for table in _stage_writes(stage):
+            facts.writers.setdefault(table, []).append(stage)
+    facts.random_weight_stages = sorted(s for s, spec in stages.items() if _names_tiny_model(spec.get("config")))
+    return facts
+
+
+def _stage_writes(stage: str) -> tuple[str, ...]:
+    from engine.config import STAGE_CLASSES, load_stage_class
+
+    if stage not in STAGE_CLASSES:
+        return ()
+    try:
+        return tuple(load_stage_class(stage).writes)
+    except (UserError, ImportError):
+        return ()
+
+
+def _names_tiny_model(config: Any) -> bool:
+    if isinstance(config, dict):
+        return any(_names_tiny_model(v) for v in config.values())
+    if isinstance(config, list):
+        return any(_names_tiny_model(v) for v in config)
+    return isinstance(config, str) and config.startswith("tiny:")
+
+
+def _commit_records(root: Path) -> list[dict[str, Any]]:
+    """Every current commit record (the index and the loose records since its last fold)."""
+    state = DatasetStore(root, create=False).state()
+    return [r for shards in state.values() for r in shards.values() if not r.get("removed")]
+
+
+def snapshot(root: Path, skip: frozenset[str] = frozenset()) -> dict[str, TableVersion]:
+    """The current version of every table: files named by the commit records (extra folders: a glob)."""
+    store = DatasetStore(root, create=False)
+    versions = {t: store.table_version(t, skip_damaged=True) for t in TABLES}  # damaged files: named by verify
+    for version in versions.values():  # files a checksum found altered
+        version.files = [f for f in version.files if f not in skip]
+        version.partial = {f: r for f, r in version.partial.items() if f not in skip}
+    for table in table_names(root):
+        if table not in versions:
+            versions[table] = TableVersion(files=sorted(str(p) for p in (root / table).glob("*.parquet")))
+    return versions
 
 
 class AuditDatabase:
     """A DuckDB connection over one dataset: table views, helper views, the mask_area UDF, prices."""
 
-    def __init__(self, root: str | Path, prices: Path = PRICES_FILE):
+    def __init__(self, root: str | Path, prices: Path = PRICES_FILE, skip: frozenset[str] = frozenset()):
         import duckdb
 
         self.root = Path(root)
@@ -223,39 +300,43 @@ class AuditDatabase:
         self.con.execute("SET enable_external_file_cache = false")
         self.con.create_function("mask_area", _mask_area_arrow, [_RLE_TYPE], "BIGINT", type="arrow")
         self._register_prices(prices)
+        self.run = read_run_facts(self.root)
+        self._register_run(self.run)
         self.files: dict[str, list[str]] = {}
+        self.versions: dict[str, TableVersion] = {}
         self._pins: list[Path] = []
+        self.skip = skip  # damaged files (absolute paths) the views leave out
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-take the shard snapshot and rebuild every view."""
-        self.files = self._pin(snapshot(self.root))
-        for table, files in self.files.items():
-            self.con.execute(self._table_view(table, files))
+        """Re-read the tables' versions and rebuild every view."""
+        self.versions = self._pin(snapshot(self.root, self.skip))
+        self.files = {t: v.files + list(v.partial) for t, v in self.versions.items()}
+        for table, version in self.versions.items():
+            self.con.execute(view_sql(self.con, table, version))
         self.columns = self._columns()
-        self.con.execute(self._table_rows_view())
+        # Row counts per table and source, counted once: several checks read them, and as a view
+        # every read scanned every table again.
+        self.con.execute("DROP TABLE IF EXISTS table_rows")
+        self.con.execute(self._table_rows_view().replace("CREATE OR REPLACE VIEW table_rows AS",
+                                                         "CREATE TEMP TABLE table_rows AS", 1))
         self.con.execute(self._lineage_view())
 
-    def _pin(self, files: dict[str, list[str]]) -> dict[str, list[str]]:
-        """Hard-link the snapshot's shards so a concurrent rename cannot change them under a query."""
+    def _pin(self, versions: dict[str, TableVersion]) -> dict[str, TableVersion]:
+        """Hard-link the version's shard files so a concurrent rewrite cannot change them under a query."""
         folder = self.root / SNAPSHOTS / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        pinned: dict[str, list[str]] = {}
+        pinned: dict[str, TableVersion] = {}
         try:
-            for table, paths in files.items():
+            for table, version in versions.items():
                 (folder / table).mkdir(parents=True, exist_ok=True)
-                pinned[table] = [link for p in paths if (link := _link(Path(p), folder / table))]
+                files = [f if Path(f).name.startswith("part-") else _link(Path(f), folder / table)
+                         for f in version.files]
+                pinned[table] = TableVersion([f for f in files if f], version.partial)
         except OSError:
             shutil.rmtree(folder, ignore_errors=True)
-            return files
+            return versions
         self._pins.append(folder)
         return pinned
-
-    def _table_view(self, table: str, files: list[str]) -> str:
-        if files:
-            listed = ", ".join(_quote(f) for f in files)
-            return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{listed}])"
-        self.con.register(f"_empty_{table}", arrow_schema(table).empty_table())
-        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}"
 
     def _columns(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {t: [] for t in self.files}
@@ -302,6 +383,20 @@ class AuditDatabase:
         })
         self.con.register("prices", prices)
 
+    def _register_run(self, run: RunFacts) -> None:
+        pairs = [(stage, table) for table, stages in run.writers.items() for stage in stages]
+        self.con.register("run_stages", pa.table({
+            "stage": pa.array([p[0] for p in pairs], pa.string()),
+            "table": pa.array([p[1] for p in pairs], pa.string()),
+        }))
+        records = [r for r in run.commits if r.get("stage")]
+        self.con.register("stage_commits", pa.table({
+            "stage": pa.array([r["stage"] for r in records], pa.string()),
+            "shard_id": pa.array([str(r.get("shard_id")) for r in records], pa.string()),
+            "clips": pa.array([len(r.get("clip_ids") or []) for r in records], pa.int64()),
+            "rejected": pa.array([int(r.get("rejected") or 0) for r in records], pa.int64()),
+        }))
+
     # ----- queries -----
     def query(self, sql: str, params: list | None = None) -> Rows:
         """Run one statement; if a shard vanished under it (a rerun replaced it), re-snapshot once."""
@@ -347,8 +442,17 @@ def _link(src: Path, folder: Path) -> str | None:
 
 
 def _mask_area_arrow(masks: pa.Array) -> pa.Array:
-    """The mask_area SQL function: pycocotools' area of each COCO RLE struct in a vector."""
-    return pa.array([None if m is None else mask_area(m) for m in masks.to_pylist()], pa.int64())
+    """The mask_area SQL function: pycocotools' area of each COCO RLE struct in a vector, in one call
+    for the whole vector (one call per mask cost most of the mask checks' time)."""
+    from pycocotools import mask as mask_utils
+
+    masks = masks.combine_chunks() if isinstance(masks, pa.ChunkedArray) else masks
+    valid = masks.is_valid().to_numpy(zero_copy_only=False)
+    sizes = masks.field("size").to_pylist()
+    counts = masks.field("counts").to_pylist()
+    rles = [{"size": sizes[i], "counts": counts[i].encode()} for i in range(len(masks)) if valid[i]]
+    areas = iter(mask_utils.area(rles).tolist() if rles else [])
+    return pa.array([next(areas) if ok else None for ok in valid], pa.int64())
 
 
 def _quote(text: str) -> str:
@@ -365,7 +469,13 @@ def run_check(db: AuditDatabase, check: Check, examples: bool = False) -> CheckR
     )
     missing = [t for t in check.requires if db.row_count(t) == 0]
     if missing:
-        result.note = f"no rows in {', '.join(missing)}"
+        expected = [t for t in missing if t in db.run.writers]
+        if expected:  # the run should have filled it: an empty table is a failure, not "n/a"
+            result.status = "fail"
+            result.note = "; ".join(f"no rows in {t}, which {', '.join(db.run.writers[t])} should have written"
+                                    for t in expected)
+        else:
+            result.note = f"no rows in {', '.join(missing)}"
         result.seconds = time.perf_counter() - started
         return result
     try:
@@ -378,8 +488,12 @@ def run_check(db: AuditDatabase, check: Check, examples: bool = False) -> CheckR
         result.status = grade(check, result.value)
         if result.value is None:
             result.note = "nothing to measure"
+        elif result.status in ("warn", "fail"):
+            result.note = _metric_note(metric)
         if examples and result.status in ("warn", "fail") and "examples" in check.sections:
             result.examples = db.query(check.sections["examples"])
+        if result.status in ("warn", "fail") and check.random_weights and db.run.random_weight_stages:
+            result.note = f"expected with random-weight models: {check.random_weights}"
     except Exception as err:  # a broken user check must not hide the others
         result.status, result.note = "error", f"{type(err).__name__}: {err}".splitlines()[0][:300]
     result.seconds = time.perf_counter() - started
@@ -394,8 +508,16 @@ def _metric_value(metric: Rows, check: Check) -> float | None:
     return None if value is None else float(value)
 
 
-def run_audit(root: str | Path, checks: list[Check] | None = None, examples: bool = False) -> list[CheckResult]:
-    db = AuditDatabase(root)
+def _metric_note(metric: Rows) -> str:
+    """A metric statement may name what tripped it in a `note` column."""
+    if "note" not in metric.columns or not metric.rows:
+        return ""
+    return str(metric.rows[0][metric.columns.index("note")] or "")
+
+
+def run_audit(root: str | Path, checks: list[Check] | None = None, examples: bool = False,
+              skip: frozenset[str] = frozenset()) -> list[CheckResult]:
+    db = AuditDatabase(root, skip=skip)
     try:
         return [run_check(db, check, examples) for check in (checks or load_checks())]
     finally:
@@ -403,21 +525,35 @@ def run_audit(root: str | Path, checks: list[Check] | None = None, examples: boo
 
 
 def shell_statements(root: str | Path) -> list[str]:
-    """CREATE VIEW statements for the DuckDB CLI: live globs, so the shell follows a running build."""
+    """CREATE VIEW statements for the DuckDB CLI over the tables' current versions."""
     db = AuditDatabase(root)
     try:
         statements = []
-        for table, files in db.files.items():
-            if files:
-                glob = _quote(str(Path(root).resolve() / table / "*.parquet"))
-                statements.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({glob}, union_by_name = true);")
-            else:
+        for table, version in snapshot(Path(root)).items():  # the real paths: the shell outlives this audit
+            if version.empty:
                 statements.append(_empty_view(db, table))
+            else:
+                statements.append(view_sql(db.con, table, version) + ";")
         statements.append(db._table_rows_view() + ";")
         statements.append(db._lineage_view() + ";")
+        statements += [_frozen_table(db, name) for name in ("run_stages", "stage_commits")]
         return statements
     finally:
         db.close()
+
+
+def _frozen_table(db: AuditDatabase, name: str) -> str:
+    """A registered in-memory table (what run.json and the commit records said) as a CREATE statement."""
+    rows = db._fetch(f"SELECT * FROM {name}")
+    described = db._fetch(f"DESCRIBE {name}").rows
+    columns = ", ".join(f'"{column}" {ctype}' for column, ctype, *_ in described)
+    values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows.rows)
+    insert = f" INSERT INTO {name} VALUES {values};" if values else ""
+    return f"CREATE OR REPLACE TABLE {name} ({columns});{insert}"
+
+
+def _literal(value: Any) -> str:
+    return "NULL" if value is None else str(value) if isinstance(value, int | float) else _quote(str(value))
 
 
 def _empty_view(db: AuditDatabase, table: str) -> str:

@@ -7,7 +7,9 @@ the job file or `--set stage.key=value` flags.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +25,7 @@ STAGE_CLASSES = {
     "ingest": "agents.ingest:Ingest",
     "ground_truth": "agents.ground_truth:GroundTruth",
     "template_writer": "agents.template_writer:TemplateQuestionWriter",
+    "motion_captioner": "agents.motion_captioner:MotionCaptioner",
     "analyzer": "agents.analyzer:CaptionAnalyzer",
     "segmentor": "agents.segmentor:Segmentor",
     "annotator": "agents.annotator:ObjectAnnotator",
@@ -59,8 +62,7 @@ def load_job_config(path: str | None, overrides: dict[str, Any]) -> JobConfig:
     try:
         return JobConfig.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        raise UserError(f"job config: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise UserError(f"job config: {explain_validation(err, JobConfig)}") from None
 
 
 def parse_set_flags(flags: list[str]) -> dict[str, dict[str, Any]]:
@@ -105,8 +107,19 @@ def stage_configs(cfg: JobConfig) -> dict[str, dict[str, Any]]:
         merged = _read_profile(cfg.profile, name)
         if name in placement:
             merged["resources"] = {**merged.get("resources", {}), **placement[name]}
-        out[name] = _deep_merge(merged, cfg.stage_config.get(name, {}))
+        out[name] = _without_gpu_if_remote(_deep_merge(merged, cfg.stage_config.get(name, {})))
     return out
+
+
+REMOTE_BACKENDS = ("openai", "openai-batch", "fake")
+
+
+def _without_gpu_if_remote(conf: dict[str, Any]) -> dict[str, Any]:
+    """A stage whose model is reached over HTTP (or faked) only waits on the network: whatever the
+    placement says, its actors ask for no GPU and no reserved memory."""
+    if (conf.get("chat") or {}).get("backend") in REMOTE_BACKENDS and "resources" in conf:
+        conf["resources"] = {**conf["resources"], "num_gpus": 0, "memory_gb": None}
+    return conf
 
 
 def build_stages(cfg: JobConfig) -> list:
@@ -120,10 +133,39 @@ def build_stages(cfg: JobConfig) -> list:
         try:
             stages.append(stage_class(configs[name]))
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(map(str, first["loc"]))
-            raise UserError(f"config of stage {name}: {where}: {first['msg']}") from None
+            raise UserError(f"config of stage {name}: {explain_validation(err, stage_class.config_model)}") from None
     return stages
+
+
+def explain_validation(err: ValidationError, model: type[BaseModel]) -> str:
+    """The first error as `where: what`; an unknown field lists the valid ones, closest first."""
+    first = err.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    where = ".".join(loc)
+    if first["type"] != "extra_forbidden":
+        return f"{where}: {first['msg']}"
+    owner = _model_at(model, loc[:-1])
+    if owner is None:
+        return f"{where}: {first['msg']}"
+    fields = sorted(owner.model_fields)
+    close = difflib.get_close_matches(loc[-1], fields, n=1, cutoff=0.6)
+    hint = f" (did you mean {'.'.join([*loc[:-1], close[0]])}?)" if close else ""
+    of = f" of {'.'.join(loc[:-1])}" if loc[:-1] else ""
+    return f"{where} is not a field{hint}; valid fields{of}: {', '.join(fields)}"
+
+
+def _model_at(model: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
+    """The pydantic model that holds the fields at `path` (through Optional and unions)."""
+    for key in path:
+        field = model.model_fields.get(key)
+        if field is None:
+            return None
+        found = [t for t in (field.annotation, *typing.get_args(field.annotation))
+                 if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not found:
+            return None
+        model = found[0]
+    return model
 
 
 def load_stage_class(name: str):

@@ -1,7 +1,9 @@
 """Progress per stage: clips done / in flight / rejected, throughput and ETA.
 
-On a terminal it is a live table (rich); otherwise one line per stage every few seconds, so
-`ray job logs` stays readable. The same numbers end up in the run summary in the dataset.
+On a terminal it is a live table (rich). Otherwise (a log file, `ray job logs`) it prints one line
+when a stage finishes and, while work goes on, one heartbeat line every `interval` seconds naming
+the stages at work, so a log grows by lines that say something. The same numbers end up in the
+run summary in the dataset.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -18,6 +21,7 @@ class StageProgress:
     in_flight: int = 0
     rejected: int = 0
     shards: int = 0
+    planned_shards: int = 0
     seconds: float = 0.0  # summed worker time
     counters: dict[str, int] = field(default_factory=dict)  # summed stage counters (tokens, calls, ...)
 
@@ -31,15 +35,17 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     by_stage: dict[str, StageProgress] = field(default_factory=dict)
     live: bool = field(default_factory=lambda: sys.stderr.isatty())
-    interval: float = 5.0
-    _last_print: float = 0.0
+    interval: float = 30.0  # heartbeat period without a terminal
+    _last_print: float = field(default_factory=time.monotonic)
     _live_view: object = None
+    _reported: set = field(default_factory=set)  # stages whose end was printed
 
     def __post_init__(self) -> None:
         self.by_stage = {name: StageProgress() for name in self.stages}
 
     def plan(self, stage: str, clips: int) -> None:
         self.by_stage[stage].planned += clips
+        self.by_stage[stage].planned_shards += 1
 
     def started_task(self, stage: str, clips: int) -> None:
         self.by_stage[stage].in_flight += clips
@@ -66,7 +72,8 @@ class Progress:
         remaining = p.planned - p.done
         return remaining / rate if rate > 0 and remaining > 0 else (0.0 if remaining <= 0 else None)
 
-    def summary(self) -> dict:
+    def summary(self, models: dict[str, str] | None = None) -> dict:
+        """Per-stage numbers and the run's tokens; `models` (stage -> model name) prices them."""
         elapsed = self.elapsed()
         return {
             "elapsed_s": round(elapsed, 2),
@@ -74,6 +81,7 @@ class Progress:
                 name: {**asdict(p), "clips_per_s": round(p.rate(elapsed), 3), "eta_s": _round(self.eta(name))}
                 for name, p in self.by_stage.items()
             },
+            "tokens": token_summary({n: p.counters for n, p in self.by_stage.items()}, models or {}),
         }
 
     # ----- rendering -----
@@ -89,26 +97,35 @@ class Progress:
         if self._live_view is not None:
             self._live_view.update(self._table())
             self._live_view.__exit__(*exc)
-        else:
-            self._print_lines()
+            return
+        for name, p in self.by_stage.items():
+            if name not in self._reported and p.planned_shards:
+                self._print(f"{name} stopped at {p.done}/{p.planned} clips, {p.rejected} rejected")
+        idle = [name for name, p in self.by_stage.items() if not p.planned_shards]
+        if idle:
+            self._print(f"nothing to run: {', '.join(idle)}")
 
     def refresh(self) -> None:
         if self._live_view is not None:
             self._live_view.update(self._table())
-        elif time.monotonic() - self._last_print >= self.interval:
-            self._print_lines()
-
-    def _print_lines(self) -> None:
-        self._last_print = time.monotonic()
-        elapsed = self.elapsed()
+            return
         for name, p in self.by_stage.items():
-            eta = self.eta(name)
-            print(
-                f"[{elapsed:7.1f}s] {name:<16} {p.done:>6}/{p.planned:<6} clips  in flight {p.in_flight:<4}"
-                f" rejected {p.rejected:<5} {p.rate(elapsed):6.2f} clips/s  eta {_fmt_eta(eta)}",
-                file=sys.stderr,
-                flush=True,
-            )
+            if name not in self._reported and p.planned_shards and p.shards >= p.planned_shards and not p.in_flight:
+                self._reported.add(name)
+                self._print(f"{name} done: {p.done}/{p.planned} clips, {p.rejected} rejected, "
+                            f"{p.rate(self.elapsed()):.2f} clips/s")
+        if time.monotonic() - self._last_print >= self.interval:
+            self._print(self._heartbeat())
+
+    def _heartbeat(self) -> str:
+        busy = [f"{name} {p.done}/{p.planned} ({p.in_flight} in flight, eta {_fmt_eta(self.eta(name))})"
+                for name, p in self.by_stage.items() if name not in self._reported and p.planned_shards]
+        finished = sum(1 for name in self.by_stage if name in self._reported)
+        return f"working: {', '.join(busy) or 'waiting'}; {finished}/{len(self.by_stage)} stages done"
+
+    def _print(self, text: str) -> None:
+        self._last_print = time.monotonic()
+        print(f"[{self.elapsed():7.1f}s] {text}", file=sys.stderr, flush=True)
 
     def _table(self):
         from rich.table import Table
@@ -133,3 +150,34 @@ def _fmt_eta(eta: float | None) -> str:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+PRICES_FILE = Path(__file__).resolve().parent.parent / "data" / "audit" / "prices.yaml"
+
+
+def token_summary(counters: dict[str, dict[str, int]], models: dict[str, str]) -> dict:
+    """Tokens spent (they reached the model in this run: answers used and answers wasted) apart
+    from tokens replayed from the response cache (spent by an earlier run); cost from spent only."""
+    prices = _prices()
+    spent = {"prompt": 0, "completion": 0}
+    replayed = {"prompt": 0, "completion": 0}
+    cost = 0.0
+    for stage, c in counters.items():
+        prompt = c.get("prompt_tokens", 0) + c.get("wasted_prompt_tokens", 0)
+        completion = c.get("completion_tokens", 0) + c.get("wasted_completion_tokens", 0)
+        spent["prompt"] += prompt
+        spent["completion"] += completion
+        replayed["prompt"] += c.get("replayed_prompt_tokens", 0)
+        replayed["completion"] += c.get("replayed_completion_tokens", 0)
+        price = prices.get(models.get(stage, ""), {})
+        cost += (prompt * float(price.get("input", 0)) + completion * float(price.get("output", 0))) / 1e6
+    calls = sum(c.get("chat_calls", 0) for c in counters.values())
+    cached = sum(c.get("chat_cached", 0) for c in counters.values())
+    return {"spent": spent, "replayed": replayed, "calls": calls, "replayed_calls": cached,
+            "cost_usd": round(cost, 6)}
+
+
+def _prices() -> dict[str, dict[str, float]]:
+    import yaml
+
+    return (yaml.safe_load(PRICES_FILE.read_text()) or {}) if PRICES_FILE.is_file() else {}

@@ -47,10 +47,24 @@ def main(args: argparse.Namespace) -> int:
         _print_rows(rows, args, title=None)
         return 0
     checks = audit.load_checks(args.checks_dir, args.only)
-    results = audit.run_audit(args.dataset, checks, examples=args.examples or args.json)
+    damaged = _verify(args)
+    skip = frozenset(str(Path(args.dataset) / p.path) for p in damaged)
+    results = audit.run_audit(args.dataset, checks, examples=args.examples or args.json, skip=skip)
     _print_results(results, args)
     overall = audit.worst([r.status for r in results])
-    return 1 if args.strict and overall in ("fail", "error") else 0
+    return 1 if args.strict and (overall in ("fail", "error") or damaged) else 0
+
+
+def _verify(args) -> list:
+    """Committed files against their commit records (checksums under --strict); each damaged one named."""
+    from engine.store import DatasetStore
+    from engine.verify import verify
+
+    problems = verify(DatasetStore(args.dataset, create=False), checksums=args.strict)
+    for problem in problems:
+        print(f"damaged: {problem.sentence()}; `engine.run verify --dataset {args.dataset} --repair` "
+              "and a build recompute it", file=sys.stderr)
+    return problems
 
 
 def _print_results(results, args) -> None:
@@ -64,7 +78,9 @@ def _print_results(results, args) -> None:
             writer.writerow([r.name, r.status, r.metric, r.value, r.warn, r.fail, r.note, f"{r.seconds:.4f}"])
         return
     from rich.console import Console
+    from rich.padding import Padding
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     for r in results:
@@ -80,10 +96,33 @@ def _print_results(results, args) -> None:
     table.add_column("warn / fail")
     table.add_column("note")
     for r in results:
-        value = "" if r.value is None else f"{r.value:.4g}"
-        limits = " / ".join(_limit(t) for t in (r.warn, r.fail))
-        table.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", r.metric or "", value, limits, r.note)
-    console.print(table)
+        table.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", r.metric or "", _value(r), _limits(r), r.note)
+    if _fits(console, table):
+        console.print(table)
+        return
+    console.print(f"audit of {args.dataset}", markup=False, highlight=False)
+    width = max(len(r.name) for r in results)
+    for r in results:
+        metric = f"{r.metric} {_value(r)}".strip() if r.metric else ""
+        limits = ", ".join(f"{kind} {t.split(' ', 1)[1]}" for kind, t in (("warn", r.warn), ("fail", r.fail)) if t)
+        console.print(f"{r.name:<{width}}  [{_STYLE[r.status]}]{r.status:<5}[/]  {metric}"
+                      f"{f' ({limits})' if limits else ''}", highlight=False)
+        if r.note:
+            console.print(Padding(Text(r.note), (0, 0, 0, width + 9), expand=False))
+
+
+def _fits(console, table) -> bool:
+    """Whether a table shows without wrapping any cell; else the caller prints a narrow layout."""
+    unbounded = console.options.update_width(1_000_000)  # rich clamps a measurement to the width it is given
+    return console.measure(table, options=unbounded).maximum <= console.width
+
+
+def _value(r) -> str:
+    return "" if r.value is None else f"{r.value:.4g}"
+
+
+def _limits(r) -> str:
+    return " / ".join(_limit(t) for t in (r.warn, r.fail))
 
 
 def _limit(threshold: str | None) -> str:
@@ -102,12 +141,20 @@ def _print_rows(rows, args, title: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    console = Console()
     table = Table(title=title, title_justify="left")
     for column in rows.columns:
         table.add_column(str(column))
     for row in rows.rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console().print(table)
+    if _fits(console, table):
+        console.print(table)
+        return
+    if title:  # too wide for the terminal: one line per row, column=value
+        console.print(title, markup=False, highlight=False)
+    for row in rows.rows:
+        cells = "  ".join(f"{c}={'' if v is None else v}" for c, v in zip(rows.columns, row, strict=True))
+        console.print(f"  {cells}", markup=False, highlight=False)
 
 
 def _shell(dataset: Path) -> int:

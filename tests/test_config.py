@@ -1,6 +1,13 @@
 import pytest
 
-from engine.config import JobConfig, build_stages, colocated_groups, parse_set_flags, stage_configs
+from engine.config import (
+    JobConfig,
+    build_stages,
+    colocated_groups,
+    load_job_config,
+    parse_set_flags,
+    stage_configs,
+)
 from engine.errors import UserError
 
 
@@ -52,3 +59,20 @@ def test_unknown_profile_and_bad_set_flag():
         parse_set_flags(["segmentor=1"])
     with pytest.raises(UserError, match="config of stage segmentor"):
         build_stages(JobConfig(stage_config={"segmentor": {"no_such_field": 1}}))
+
+
+def test_unknown_config_fields_list_the_valid_ones_with_a_suggestion(capsys):
+    from engine.run import main
+
+    with pytest.raises(UserError) as err:
+        build_stages(JobConfig(stage_config={"reviewer": {"min_scor": 0.3}}))
+    assert str(err.value).startswith("config of stage reviewer: min_scor is not a field (did you mean min_score?); "
+                                     "valid fields: accept_rule, cache, chat, ")
+    with pytest.raises(UserError, match=r"chat.temprature is not a field \(did you mean chat.temperature\?\)|"
+                                        r"chat.temprature is not a field; valid fields of chat: api_key_env, "):
+        build_stages(JobConfig(stage_config={"reviewer": {"chat": {"temprature": 0.3}}}))
+    assert main(["build-motionvid-qa", "--dataset", "unused", "--set", "reviewer.temperature=0.3"]) != 0
+    message = capsys.readouterr().err
+    assert "reviewer: temperature is not a field; valid fields: " in message and "min_score" in message
+    with pytest.raises(UserError, match=r"shard_sise is not a field \(did you mean shard_size\?\)"):
+        load_job_config(None, {"shard_sise": 2})

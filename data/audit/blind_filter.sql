@@ -3,6 +3,7 @@
 -- requires: mcq_checks
 -- warn: hit_rate > 0.2
 -- fail: hit_rate > 0.5
+-- random weights: a random-weight blind answerer and question writer make hits a matter of chance
 
 -- [summary]
 SELECT "check", outcome, count(*) AS questions FROM mcq_checks GROUP BY ALL ORDER BY "check", outcome;

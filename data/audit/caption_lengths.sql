@@ -3,6 +3,7 @@
 -- requires: captions
 -- warn: short_share > 0.05
 -- fail: short_share > 0.25
+-- random weights: a random-weight captioner writes a few noise tokens, not sentences
 
 -- [summary]
 WITH words AS (SELECT kind, len(regexp_split_to_array(trim(text), '\s+')) AS words FROM captions)

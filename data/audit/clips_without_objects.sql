@@ -3,6 +3,7 @@
 -- requires: clips, objects
 -- warn: share > 0.1
 -- fail: share > 0.5
+-- random weights: a random-weight detector finds nothing meaningful to track
 
 -- [summary]
 SELECT c.source, count(*) AS clips, count(*) FILTER (WHERE o.clip_id IS NULL) AS without_objects

@@ -3,6 +3,7 @@
 -- requires: mcqs
 -- warn: duplicate_share > 0.01
 -- fail: duplicate_share > 0.05
+-- random weights: a random-weight question writer repeats its few noise questions
 
 -- [setup]
 -- The regex only runs on questions with runs of whitespace: it is the costly part on a million rows.

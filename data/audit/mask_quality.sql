@@ -1,9 +1,10 @@
 -- check: mask_quality
--- measures: share of objects whose masks are empty in every frame, tiny (median area under 0.1% of the frame) or flicker (area jumps more than 3x between consecutive non-empty frames)
+-- measures: share of objects whose masks are empty in every frame, tiny (median area under 0.1% of the frame), huge (median area over half the frame: background, not an object) or flicker (area jumps more than 3x between consecutive non-empty frames)
 -- requires: objects
 -- needs: mask_area(STRUCT(size INTEGER[], counts VARCHAR)) -> BIGINT, a Python UDF over pycocotools registered by engine.audit
 -- warn: bad_share > 0.05
 -- fail: bad_share > 0.25
+-- random weights: a random-weight segmenter with zero thresholds returns masks that cover most of the frame
 
 -- [setup]
 CREATE OR REPLACE TEMP TABLE mask_stats AS
@@ -25,17 +26,19 @@ WITH frames AS (
 )
 SELECT *, max_area = 0 AS empty,
        max_area > 0 AND median_area < 0.001 * frame_area AS tiny,
+       max_area > 0 AND median_area > 0.5 * frame_area AS huge,
        coalesce(max_jump > 3, false) AS flicker
 FROM per_object;
 
 -- [summary]
 SELECT source, count(*) AS objects, count(*) FILTER (WHERE empty) AS empty, count(*) FILTER (WHERE tiny) AS tiny,
+       count(*) FILTER (WHERE huge) AS huge,
        count(*) FILTER (WHERE flicker) AS flicker, round(avg(median_area / frame_area), 4) AS mean_area_share
 FROM mask_stats GROUP BY ALL ORDER BY source;
 
 -- [metric]
-SELECT avg(CASE WHEN empty OR tiny OR flicker THEN 1.0 ELSE 0.0 END) AS bad_share FROM mask_stats;
+SELECT avg(CASE WHEN empty OR tiny OR huge OR flicker THEN 1.0 ELSE 0.0 END) AS bad_share FROM mask_stats;
 
 -- [examples]
-SELECT object_id, clip_id, label, source, frames, empty, tiny, flicker, max_area, median_area, round(max_jump, 2) AS max_jump
-FROM mask_stats WHERE empty OR tiny OR flicker ORDER BY empty DESC, tiny DESC, max_jump DESC, object_id LIMIT 50;
+SELECT object_id, clip_id, label, source, frames, empty, tiny, huge, flicker, max_area, median_area, round(max_jump, 2) AS max_jump
+FROM mask_stats WHERE empty OR tiny OR huge OR flicker ORDER BY empty DESC, tiny DESC, huge DESC, max_jump DESC, object_id LIMIT 50;

@@ -3,6 +3,7 @@
 -- requires: reviews
 -- warn: reject_rate > 0.3
 -- fail: reject_rate > 0.6
+-- random weights: a random-weight reviewer's verdicts are noise
 
 -- [summary]
 SELECT r.model, coalesce(o.label, '?') AS label, count(*) AS reviews,
