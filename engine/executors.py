@@ -114,8 +114,7 @@ class RayExecutor:
 
     def _start_actors(self) -> None:
         """Every actor loads its models before any shard is sent (in parallel across actors)."""
-        started = [(actor, actor.start.remote()) for pool in self.pools for actor in pool]
-        for actor, ref in started:
+        for ref in [actor.start.remote() for pool in self.pools for actor in pool]:
             try:
                 self.ray.get(ref)
             except Exception as err:  # noqa: BLE001 - the stage's own setup error, said once

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agents.base import Batch, Stage, StageConfig, StageOutput, UndeclaredTable
 from agents.ingest import Ingest
@@ -26,6 +27,7 @@ from tests.helpers_coded import decode_index, write_coded_video
 from tests.helpers_media import write_good_clip
 
 FPS = 10
+PROFILES = Path(__file__).resolve().parents[1] / "data" / "profiles"
 
 
 class PeekingCaptioner(Stage):
@@ -143,12 +145,11 @@ def test_every_stage_and_the_report_see_the_spans_own_frames(tmp_path, monkeypat
     import agents.backends.vision as vision
     import agents.chat_stage as chat_stage
     import engine.report.previews as previews
+    import engine.report.report as report
     from agents.chat_stage import load_prompt
     from engine.build import build
     from engine.config import JobConfig
     from engine.report import build_report
-
-    import engine.report.report as report
 
     propagated, asked, drawn, previewed = [], [], [], []
     real_propagator, real_chat = vision.load_propagator, chat_stage.make_chat_backend
@@ -184,17 +185,24 @@ def test_every_stage_and_the_report_see_the_spans_own_frames(tmp_path, monkeypat
 
     con = DatasetStore(dataset, create=False).duckdb()
     clips = {r[0]: r[1:] for r in con.execute(
-        "SELECT clip_id, start, num_frames, frame_indices FROM clips").fetchall()}
+        "SELECT clip_id, start, num_frames, frame_indices, duration FROM clips").fetchall()}
     objects = con.execute("SELECT clip_id, object_id, frame_indices FROM objects").fetchall()
     con.close()
-    first = {clip_id: round(start * FPS) for clip_id, (start, _, _) in clips.items()}
+    first = {clip_id: round(start * FPS) for clip_id, (start, *_) in clips.items()}
     if curated:
         assert sorted(first.values()) == [20, 40], clips  # two windows, one per shot
     else:
         assert list(first.values()) == [20]
 
-    # Segmentor: every propagated frame sequence is some clip's own sampling plan, from its start
-    plans = sorted([first[c] + i for i in plan] for c, (_, _, plan) in clips.items())
+    # Segmentor: it tracks over each clip's own tracking frames, counted from the clip's start
+    from types import SimpleNamespace
+
+    from agents.segmentor import SegmentorConfig, tracking_frames
+
+    seg = SegmentorConfig.model_validate(yaml.safe_load((PROFILES / "tiny" / "segmentor.yaml").read_text()))
+    plans = sorted([first[c] + i for i in tracking_frames(
+        SimpleNamespace(num_frames=n, frame_indices=plan, duration=duration), seg.track_fps, seg.max_track_frames)]
+        for c, (_, n, plan, duration) in clips.items())
     assert propagated and sorted(propagated) == plans
 
     # Annotator: the saved visual-prompt frames show the clip frame their name gives
@@ -211,7 +219,7 @@ def test_every_stage_and_the_report_see_the_spans_own_frames(tmp_path, monkeypat
     reviewed = [shown for system, shown in asked if system.startswith(reviewer_system)]
     allowed = {first[c] + i for c, _, indices in objects for i in indices}
     assert reviewed and all(set(shown) <= allowed for shown in reviewed)
-    spans = [range(first[c], first[c] + n) for c, (_, n, _) in clips.items()]
+    spans = [range(first[c], first[c] + n) for c, (_, n, *_) in clips.items()]
     assert all(any(set(shown) <= set(span) for span in spans) for shown in reviewed)
 
     # report previews: each drawn frame is the clip frame it is labelled with
