@@ -34,7 +34,8 @@ from typing import Any
 from pydantic import Field
 
 from agents.backends.cache import CachedChatBackend, ResponseCache
-from agents.backends.chat import ChatBackend, ChatModelConfig, ChatRequest, ChatResult, make_chat_backend
+from agents.backends.chat import ChatBackend, ChatModelConfig, ChatRequest, ChatResult
+from agents.backends.make import make_chat_backend
 from agents.base import Batch, SetupContext, Stage, StageConfig, StageOutput
 from schemas import Lineage
 from schemas.enums import RETRYABLE_REASONS

@@ -41,7 +41,6 @@ class ShardResult:
     retryable: int
     counters: dict[str, int]
     seconds: float
-    chat_tokens: dict[str, int] = field(default_factory=dict)
 
 
 def load_batch(root: Path, task: ShardTask, stage: Stage) -> Batch:
