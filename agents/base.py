@@ -172,6 +172,12 @@ class Stage(Generic[C]):
         """The tables a stage with this config needs (default: the class's `reads`)."""
         return tuple(cls.reads)
 
+    @property
+    def is_source(self) -> bool:
+        """The source role: the stage that turns source items into clips (ingest). It alone gets
+        the shard's items; every other stage gets rows."""
+        return "clips" in self.writes
+
     def inputs(self) -> tuple[str, ...]:
         """Every table the batch exposes: the needed ones, then those read only when present."""
         needed = tuple(self.reads_for(self.config))

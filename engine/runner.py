@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.base import Batch, SourceItem, Stage, StageOutput, UndeclaredTable
-from engine.dedup import excluded_clips, is_excluded
 from engine.store import DatasetStore, StagedShard, read_location
-from schemas import row_model, validate_rows
-from schemas.enums import RETRYABLE_REASONS
+from schemas import RejectionRow, rejection, row_model, validate_rows
+from schemas.enums import RETRYABLE_REASONS, Reason
 
 
 @dataclass
@@ -30,6 +29,10 @@ class ShardTask:
     items: list[SourceItem] = field(default_factory=list)
     inputs: dict[str, list[str]] = field(default_factory=dict)  # table -> committed locations (relative)
     clip_ids: list[str] = field(default_factory=list)
+    # clips dropped by a dataset-wide dedup (`dedup --apply`): never fed to a stage, never written again
+    excluded: frozenset[str] = frozenset()
+    # source stage: clips whose content another shard holds (clip_id -> that shard): duplicate_clip
+    owned_elsewhere: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,8 +67,7 @@ def load_batch(root: Path, task: ShardTask, stage: Stage) -> Batch:
 def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
     started = time.perf_counter()
     batch = load_batch(store.root, task, stage)
-    # Clips dropped by a dataset-wide dedup stay dropped: never fed to a stage, never written again.
-    excluded = excluded_clips(store.root)
+    excluded = task.excluded
     batch.tables = {t: _without(rows, excluded) for t, rows in batch.tables.items()}
     output = _call_isolating_failures(stage, batch)
     tables: dict[str, list[Any]] = {}
@@ -74,6 +76,8 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
         valid, invalid = validate_rows(table, output.rows.get(table, []), stage.name)
         tables[table] = _without(valid, excluded)
         rejections.extend(invalid)
+    if task.owned_elsewhere and "clips" in tables:
+        tables["clips"] = _drop_owned_elsewhere(stage.name, tables["clips"], task.owned_elsewhere, rejections)
     tables["rejections"] = _without(_dedupe(rejections), excluded)
     clip_ids = sorted({r.clip_id for r in tables.get("clips", [])}) or [c for c in task.clip_ids if c not in excluded]
     staged = store.stage_shard(stage.name, task.shard_id, tables)
@@ -90,6 +94,26 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
 
 def _without(rows: list, excluded: frozenset[str]) -> list:
     return [r for r in rows if not is_excluded(r, excluded)] if excluded else rows
+
+
+def is_excluded(row: Any, excluded: frozenset[str] | set[str]) -> bool:
+    """A row that belongs to an excluded clip; the near_duplicate rejections explaining why stay."""
+    if getattr(row, "clip_id", None) not in excluded:
+        return False
+    return not (isinstance(row, RejectionRow) and row.reason == Reason.near_duplicate)
+
+
+def _drop_owned_elsewhere(stage: str, clips: list, owners: dict[str, str], rejections: list) -> list:
+    """A clip whose content another shard already holds (a copied file, a repeated manifest row)
+    stays there: here it becomes a `duplicate_clip` rejection, so no table holds a clip_id twice."""
+    from agents.ingest import repeat_item_id
+
+    for row in clips:
+        if row.clip_id in owners:
+            rejections.append(rejection(stage, repeat_item_id(row, clips), Reason.duplicate_clip.value,
+                                        f"same content as a clip of shard {owners[row.clip_id]} (clip {row.clip_id})",
+                                        row.clip_id))
+    return [row for row in clips if row.clip_id not in owners]
 
 
 def _call_isolating_failures(stage: Stage, batch: Batch) -> StageOutput:
