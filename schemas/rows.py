@@ -1,13 +1,16 @@
-"""One pydantic row model per table, each with its explicit Arrow schema.
+"""One pydantic row model per table; its Arrow schema is derived from it (`arrow_schema`).
 
 Every generated row carries `Lineage`: which agent, model, model revision and prompt version
-produced it, and the tokens it cost where a language model was involved.
+produced it, and the tokens it cost where a language model was involved. The lineage fields are
+declared once, on `Lineage`; row models inherit them and Arrow stores them last.
 """
 
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+import types
+import typing
+from typing import Any, ClassVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,16 +23,6 @@ SCHEMA_VERSION = "1"
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 _LETTERS = "ABCD"
 
-LINEAGE_FIELDS = [
-    pa.field("agent", pa.string(), nullable=False),
-    pa.field("model", pa.string(), nullable=False),
-    pa.field("model_revision", pa.string(), nullable=False),
-    pa.field("prompt_version", pa.string(), nullable=False),
-    pa.field("prompt_tokens", pa.int64()),
-    pa.field("completion_tokens", pa.int64()),
-]
-
-
 class Row(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=True)
     TABLE: ClassVar[str]
@@ -41,16 +34,9 @@ class Row(BaseModel):
 
 
 class Lineage(BaseModel):
+    """Who made a row: agent, model, model revision, prompt version, and the tokens it cost."""
+
     model_config = ConfigDict(extra="forbid")
-    agent: str = Field(min_length=1)
-    model: str = Field(min_length=1)
-    model_revision: str = "main"
-    prompt_version: str = "none"
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
-class _WithLineage(Row):
     agent: str = Field(min_length=1)
     model: str = Field(min_length=1)
     model_revision: str = "main"
@@ -58,6 +44,8 @@ class _WithLineage(Row):
     prompt_tokens: int | None = Field(default=None, ge=0)
     completion_tokens: int | None = Field(default=None, ge=0)
 
+
+class _WithLineage(Row, Lineage):
     @classmethod
     def build(cls, lineage: Lineage, **fields):
         return cls(**fields, **lineage.model_dump())
@@ -237,110 +225,31 @@ class RejectionRow(Row):
         return reason
 
 
-_RLE = pa.struct([pa.field("size", pa.list_(pa.int32())), pa.field("counts", pa.string())])
-_ID = pa.string()
+def arrow_schema(model: type[Row]) -> pa.Schema:
+    """The Arrow schema of a row model: its own fields in order, then the lineage fields; a field
+    is nullable when its type admits None; numbers inside lists are 32-bit (frame indices, boxes)."""
+    lineage = [n for n in Lineage.model_fields if n in model.model_fields]
+    names = [n for n in model.model_fields if n not in lineage] + lineage
+    fields = [pa.field(n, _arrow_type(model.model_fields[n].annotation),
+                       nullable=type(None) in typing.get_args(model.model_fields[n].annotation)) for n in names]
+    return pa.schema(fields, metadata={"schema_version": SCHEMA_VERSION, "table": model.TABLE})
 
 
-def _schema(table: str, fields: list[pa.Field], lineage: bool = True) -> pa.Schema:
-    all_fields = fields + (LINEAGE_FIELDS if lineage else [])
-    return pa.schema(all_fields, metadata={"schema_version": SCHEMA_VERSION, "table": table})
+def _arrow_type(tp: Any, in_list: bool = False) -> pa.DataType:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _arrow_type(next(a for a in typing.get_args(tp) if a is not type(None)), in_list)
+    if origin is list:
+        return pa.list_(_arrow_type(typing.get_args(tp)[0], in_list=True))
+    if issubclass(tp, BaseModel):
+        return pa.struct([pa.field(n, _arrow_type(f.annotation)) for n, f in tp.model_fields.items()])
+    for python, wide, narrow in ((bool, pa.bool_(), pa.bool_()), (str, pa.string(), pa.string()),
+                                 (int, pa.int64(), pa.int32()), (float, pa.float64(), pa.float32())):
+        if issubclass(tp, python):
+            return narrow if in_list else wide
+    raise TypeError(f"no Arrow type for {tp!r}")
 
 
-ClipRow.ARROW = _schema("clips", [
-    pa.field("clip_id", _ID, nullable=False),
-    pa.field("source_key", pa.string(), nullable=False),
-    pa.field("video_path", pa.string(), nullable=False),
-    pa.field("num_frames", pa.int64(), nullable=False),
-    pa.field("fps", pa.float64(), nullable=False),
-    pa.field("width", pa.int64(), nullable=False),
-    pa.field("height", pa.int64(), nullable=False),
-    pa.field("duration", pa.float64(), nullable=False),
-    pa.field("start", pa.float64()),
-    pa.field("end", pa.float64()),
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("caption", pa.string()),
-    pa.field("frame_indices", pa.list_(pa.int32()), nullable=False),
-    pa.field("metadata", pa.string()),
-    pa.field("motion_score", pa.float64()),
-    pa.field("camera_motion", pa.string()),
-])
-PhraseRow.ARROW = _schema("phrases", [
-    pa.field("phrase_id", _ID, nullable=False),
-    pa.field("clip_id", _ID, nullable=False),
-    pa.field("text", pa.string(), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),
-])
-ObjectRow.ARROW = _schema("objects", [
-    pa.field("object_id", _ID, nullable=False),
-    pa.field("clip_id", _ID, nullable=False),
-    pa.field("label", pa.string(), nullable=False),
-    pa.field("frame_indices", pa.list_(pa.int32()), nullable=False),
-    pa.field("masks", pa.list_(_RLE), nullable=False),
-    pa.field("boxes", pa.list_(pa.list_(pa.float32())), nullable=False),
-    pa.field("score", pa.float64(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-])
-CaptionRow.ARROW = _schema("captions", [
-    pa.field("caption_id", _ID, nullable=False),
-    pa.field("clip_id", _ID, nullable=False),
-    pa.field("object_id", _ID),
-    pa.field("kind", pa.string(), nullable=False),
-    pa.field("text", pa.string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-])
-ReviewRow.ARROW = _schema("reviews", [
-    pa.field("review_id", _ID, nullable=False),
-    pa.field("clip_id", _ID, nullable=False),
-    pa.field("object_id", _ID, nullable=False),
-    pa.field("caption_id", _ID),
-    pa.field("verdict", pa.string(), nullable=False),
-    pa.field("score", pa.float64(), nullable=False),
-    pa.field("reason", pa.string(), nullable=False),
-])
-McqRow.ARROW = _schema("mcqs", [
-    pa.field("question_id", _ID, nullable=False),
-    pa.field("clip_id", _ID, nullable=False),
-    pa.field("object_ids", pa.list_(pa.string()), nullable=False),
-    pa.field("category", pa.string(), nullable=False),
-    pa.field("question", pa.string(), nullable=False),
-    pa.field("options", pa.list_(pa.string()), nullable=False),
-    pa.field("answer", pa.string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("caption_id", _ID),
-    pa.field("evidence", pa.string()),
-    pa.field("generated_answer", pa.string()),
-])
-SftRow.ARROW = _schema("sft", [
-    pa.field("sft_id", _ID, nullable=False),
-    pa.field("clip_id", _ID, nullable=False),
-    pa.field("question_id", _ID),
-    pa.field("question", pa.string(), nullable=False),
-    pa.field("answer", pa.string(), nullable=False),
-])
-PreferenceRow.ARROW = _schema("preferences", [
-    pa.field("pair_id", _ID, nullable=False),
-    pa.field("clip_id", _ID, nullable=False),
-    pa.field("question_id", _ID),
-    pa.field("question", pa.string(), nullable=False),
-    pa.field("chosen", pa.string(), nullable=False),
-    pa.field("rejected", pa.string(), nullable=False),
-    pa.field("error_type", pa.string(), nullable=False),
-])
-McqCheckRow.ARROW = _schema("mcq_checks", [
-    pa.field("check_id", _ID, nullable=False),
-    pa.field("question_id", _ID, nullable=False),
-    pa.field("clip_id", _ID, nullable=False),
-    pa.field("check", pa.string(), nullable=False),
-    pa.field("outcome", pa.string(), nullable=False),
-    pa.field("detail", pa.string(), nullable=False),
-    pa.field("order", pa.list_(pa.int32())),
-])
-RejectionRow.ARROW = _schema("rejections", [
-    pa.field("rejection_id", _ID, nullable=False),
-    pa.field("item_id", pa.string(), nullable=False),
-    pa.field("clip_id", _ID),
-    pa.field("stage", pa.string(), nullable=False),
-    pa.field("reason", pa.string(), nullable=False),
-    pa.field("detail", pa.string(), nullable=False),
-    pa.field("retryable", pa.bool_(), nullable=False),
-], lineage=False)
+for _model in (ClipRow, PhraseRow, ObjectRow, CaptionRow, ReviewRow, McqRow, SftRow, PreferenceRow, McqCheckRow,
+               RejectionRow):
+    _model.ARROW = arrow_schema(_model)

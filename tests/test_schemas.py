@@ -138,3 +138,20 @@ def test_arrow_types_are_the_contract():
                                                            pa.field("counts", pa.string())]))
     assert s.field("frame_indices").type == pa.list_(pa.int32())
     assert s.field("boxes").type == pa.list_(pa.list_(pa.float32()))
+
+
+def test_arrow_schemas_are_derived_from_the_models():
+    import pyarrow as pa
+
+    from schemas import TABLES
+    from schemas.rows import Lineage
+
+    for table, model in TABLES.items():
+        names = model.ARROW.names
+        assert set(names) == set(model.model_fields) and model.ARROW.metadata[b"table"] == table.encode()
+        lineage = [n for n in Lineage.model_fields if n in model.model_fields]
+        assert names[len(names) - len(lineage):] == lineage  # lineage last, declared once on Lineage
+    objects = TABLES["objects"].ARROW
+    assert objects.field("frame_indices").type == pa.list_(pa.int32())
+    assert objects.field("boxes").type == pa.list_(pa.list_(pa.float32()))
+    assert not objects.field("score").nullable and TABLES["mcqs"].ARROW.field("caption_id").nullable
