@@ -56,6 +56,9 @@ class LocalExecutor:
         except Exception as err:  # noqa: BLE001 - reported as a stage failure by the driver
             return task, err
 
+    def in_flight(self) -> int:
+        return len(self.queue)
+
     def cancel_waiting(self) -> None:
         """Drop tasks not started yet (a stop): here every queued task is one."""
         self.queue.clear()
@@ -148,6 +151,9 @@ class RayExecutor:
             result = err
         self._dispatch(self.group_of[task.stage_index])
         return task, result
+
+    def in_flight(self) -> int:
+        return len(self.running) + sum(len(q) for q in self.waiting)
 
     def cancel_waiting(self) -> None:
         """Drop tasks no actor has started (a stop); running ones still finish and commit."""
