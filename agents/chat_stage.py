@@ -7,13 +7,15 @@ to a prompt is visible in every row it produces (`prompt_version`).
 
 Failed answers never become rows: `parse_failed` (the answer did not fit the response model),
 `api_error` / `api_rejected` (the endpoint failed or refused), `generation_failed` (a local batch
-broke) each become one rejection row for the item asked about.
+broke) each become one rejection row for the item asked about; it is retryable (the next run asks
+again) when the reason is or when the backend says a new try can succeed.
 
 Tokens: one call may make several rows (a detailed and a short caption); the call's tokens are
 recorded on the first row and 0 on its siblings, so sums over a table count each call once.
 A row's tokens are those of the answer it came from; tokens billed for attempts that were not
 used (a malformed answer re-asked, a failed answer) land in the stage counters of the commit
 record (`_commits/<stage>/<shard>.json`): `wasted_prompt_tokens`, `wasted_completion_tokens`.
+Answers replayed from the response cache count as `replayed_*_tokens`, never as spent.
 
 The dataset root is known at the first batch (`bind_root`): successful answers are cached under
 `<root>/_cache/chat/` (config `cache`, on by default; keyed by input, agent, prompt version and
@@ -35,6 +37,8 @@ from agents.backends.cache import CachedChatBackend, ResponseCache
 from agents.backends.chat import ChatBackend, ChatModelConfig, ChatRequest, ChatResult, make_chat_backend
 from agents.base import Batch, Stage, StageConfig, StageOutput
 from schemas import Lineage
+from schemas.enums import RETRYABLE_REASONS
+from schemas.tables import rejection
 
 PROMPTS = Path(__file__).parent / "prompts"
 PLACEMENT = {"base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_initial_s",
@@ -132,6 +136,15 @@ class ChatStage(Stage):
         return self.process_batch(batch)
 
     @property
+    def resources(self):
+        """A model served over HTTP runs on the server: the stage's own actors need no GPU,
+        whatever the placement gives the stage (a GPU placement is written for local models)."""
+        resources = self.config.resources
+        if self.config.chat.backend != "local" and resources.num_gpus:
+            return resources.model_copy(update={"num_gpus": 0.0})
+        return resources
+
+    @property
     def concurrent_shards(self) -> bool:
         """Remote models (API, Batch API, the instant fake) wait on the network: several shards
         may share the actor, within the backend's one `concurrency` limit."""
@@ -181,7 +194,7 @@ class ChatStage(Stage):
             if result.ok and (result.parsed is not None or ask.request.response_model is None):
                 answered.append((ask, result))
             else:
-                out.reject(self.name, ask.item_id, result.error or "parse_failed", result.detail, ask.clip_id)
+                reject_answer(out, self.name, ask.item_id, ask.clip_id, result)
         return answered
 
     def lineage(self, result: ChatResult | None = None, extra_version: str = "", prompt: Prompt | None = None,
@@ -198,10 +211,26 @@ class ChatStage(Stage):
         )
 
 
+def reject_answer(out: StageOutput, stage: str, item_id: str, clip_id: str | None, result: ChatResult) -> None:
+    """A failed answer as a rejection row, retryable when its reason is or the backend says a
+    new try can succeed (a malformed answer from a sampled endpoint)."""
+    reason = result.error or "parse_failed"
+    retryable = result.retryable or reason in RETRYABLE_REASONS
+    out.rejections.append(rejection(stage, item_id, reason, result.detail, clip_id, retryable=retryable))
+    out.counters[f"rejected_{reason}"] += 1
+
+
 def count_tokens(counters: dict[str, int], result: ChatResult, used: bool) -> None:
-    """Stage counters: tokens of answers that became rows, and tokens billed for nothing."""
+    """Stage counters. Spent tokens reached the model in this run: `prompt_tokens` /
+    `completion_tokens` of answers that became rows, `wasted_*` of answers billed for nothing.
+    `replayed_*` are the tokens of answers taken from the response cache: spent by an earlier run,
+    free now."""
     counters["chat_calls"] += 1
     counters["chat_cached"] += int(result.cached)
+    if result.cached:
+        counters["replayed_prompt_tokens"] += result.prompt_tokens
+        counters["replayed_completion_tokens"] += result.completion_tokens
+        return
     kind = "" if used else "wasted_"
     counters[f"{kind}prompt_tokens"] += result.prompt_tokens
     counters[f"{kind}completion_tokens"] += result.completion_tokens

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from dataclasses import replace
 from math import comb
 from typing import Any, Literal
 
@@ -32,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from agents.backends.chat import ChatResult
 from agents.base import Batch, StageOutput
-from agents.chat_stage import Ask, ChatStage, ChatStageConfig, load_prompt
+from agents.chat_stage import Ask, ChatStage, ChatStageConfig, load_prompt, reject_answer
 from schemas import Lineage, McqCheckRow, stable_id
 
 LETTERS = "ABCD"
@@ -178,17 +179,26 @@ class McqFilters(ChatStage):
         n = self.config.blind_tries
         for i, q in enumerate(questions):
             tries = results[i * n : (i + 1) * n]
-            right = sum(r.ok and r.parsed.answer == q.answer for r in tries)
-            unread = sum(not r.ok for r in tries)
-            p_value = binomial_tail(right, n, 1 / len(q.options))
+            answered = [r for r in tries if r.ok]
+            right = sum(r.parsed.answer == q.answer for r in answered)
+            failed = [r for r in tries if not r.ok]
+            # a failed try is no answer, not a wrong one: the test runs over the tries that answered
+            p_value = binomial_tail(right, len(answered), 1 / len(q.options)) if answered else 1.0
             outcome = self.config.blind_action if p_value < self.config.blind_alpha else "pass"
-            # the tries that answered; unreadable ones are counted as wasted tokens (agents.chat_stage)
-            merged = ChatResult(prompt_tokens=sum(r.prompt_tokens for r in tries if r.ok),
-                                completion_tokens=sum(r.completion_tokens for r in tries if r.ok))
+            if not answered:
+                outcome = "flag"
+            # the tries that answered; failed ones are counted as wasted tokens (agents.chat_stage)
+            merged = ChatResult(prompt_tokens=sum(r.prompt_tokens for r in answered),
+                                completion_tokens=sum(r.completion_tokens for r in answered))
             self._record(out, q, "blind", outcome,
-                         f"{right}/{n} right without the video (chance 1/{len(q.options)}, p={p_value:.3f}"
-                         + (f", {unread} unreadable" if unread else "") + ")",
+                         f"{right}/{len(answered)} right without the video (chance 1/{len(q.options)}, "
+                         f"p={p_value:.3f}" + (f", {len(failed)} of {n} tries failed: {failed[0].error}" if failed
+                                               else "") + ")",
                          lineage=self.lineage(merged))
+            if failed:  # sampled tries can answer next time: the next run asks again
+                sampled = self.config.blind_temperature > 0
+                reject_answer(out, self.name, q.question_id, q.clip_id,
+                              replace(failed[0], retryable=failed[0].retryable or sampled))
 
     def _consistency(self, out, questions, batch: Batch) -> None:
         captions = {c.caption_id: c.text for c in batch.rows("captions")}

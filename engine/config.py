@@ -25,6 +25,7 @@ STAGE_CLASSES = {
     "ingest": "agents.ingest:Ingest",
     "ground_truth": "agents.ground_truth:GroundTruth",
     "template_writer": "agents.template_writer:TemplateQuestionWriter",
+    "motion_captioner": "agents.motion_captioner:MotionCaptioner",
     "analyzer": "agents.analyzer:CaptionAnalyzer",
     "segmentor": "agents.segmentor:Segmentor",
     "annotator": "agents.annotator:ObjectAnnotator",
@@ -106,8 +107,19 @@ def stage_configs(cfg: JobConfig) -> dict[str, dict[str, Any]]:
         merged = _read_profile(cfg.profile, name)
         if name in placement:
             merged["resources"] = {**merged.get("resources", {}), **placement[name]}
-        out[name] = _deep_merge(merged, cfg.stage_config.get(name, {}))
+        out[name] = _without_gpu_if_remote(_deep_merge(merged, cfg.stage_config.get(name, {})))
     return out
+
+
+REMOTE_BACKENDS = ("openai", "openai-batch", "fake")
+
+
+def _without_gpu_if_remote(conf: dict[str, Any]) -> dict[str, Any]:
+    """A stage whose model is reached over HTTP (or faked) only waits on the network: whatever the
+    placement says, its actors ask for no GPU and no reserved memory."""
+    if (conf.get("chat") or {}).get("backend") in REMOTE_BACKENDS and "resources" in conf:
+        conf["resources"] = {**conf["resources"], "num_gpus": 0, "memory_gb": None}
+    return conf
 
 
 def build_stages(cfg: JobConfig) -> list:

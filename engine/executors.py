@@ -41,6 +41,10 @@ class LocalExecutor:
         except Exception as err:  # noqa: BLE001 - reported as a stage failure by the driver
             return task, err
 
+    def cancel_waiting(self) -> None:
+        """Drop tasks not started yet (a stop): here every queued task is one."""
+        self.queue.clear()
+
     def shutdown(self) -> None:
         for stage in self.stages:
             stage.teardown()
@@ -124,6 +128,11 @@ class RayExecutor:
         self._dispatch(self.group_of[task.stage_index])
         return task, result
 
+    def cancel_waiting(self) -> None:
+        """Drop tasks no actor has started (a stop); running ones still finish and commit."""
+        for queue in self.waiting:
+            queue.clear()
+
     def shutdown(self) -> None:
         for pool in self.pools:
             for actor in pool:
@@ -134,8 +143,12 @@ class StageActor:
     """A Ray actor holding one or more stage instances; each model loads once, on its first shard."""
 
     def __init__(self, specs: list[tuple[type[Stage], dict]], root: str, num_cpus: float):
+        _ignore_sigint()  # Ctrl-C reaches the whole process group: only the driver decides to stop
         threads = max(1, int(num_cpus))
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        # Set here, before any model library is imported: a cluster the run joins (a Ray job) does
+        # not carry the driver's environment, and every actor's loading bars would flood its log.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         self.threads = threads
         self.stages = {cls.name: cls(config) for cls, config in specs}
         self.store = DatasetStore(root, create=False)
@@ -155,3 +168,12 @@ def limit_torch_threads(threads: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread of the worker: nothing to do
+        pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -71,7 +72,8 @@ class Progress:
         remaining = p.planned - p.done
         return remaining / rate if rate > 0 and remaining > 0 else (0.0 if remaining <= 0 else None)
 
-    def summary(self) -> dict:
+    def summary(self, models: dict[str, str] | None = None) -> dict:
+        """Per-stage numbers and the run's tokens; `models` (stage -> model name) prices them."""
         elapsed = self.elapsed()
         return {
             "elapsed_s": round(elapsed, 2),
@@ -79,6 +81,7 @@ class Progress:
                 name: {**asdict(p), "clips_per_s": round(p.rate(elapsed), 3), "eta_s": _round(self.eta(name))}
                 for name, p in self.by_stage.items()
             },
+            "tokens": token_summary({n: p.counters for n, p in self.by_stage.items()}, models or {}),
         }
 
     # ----- rendering -----
@@ -147,3 +150,34 @@ def _fmt_eta(eta: float | None) -> str:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+PRICES_FILE = Path(__file__).resolve().parent.parent / "data" / "audit" / "prices.yaml"
+
+
+def token_summary(counters: dict[str, dict[str, int]], models: dict[str, str]) -> dict:
+    """Tokens spent (they reached the model in this run: answers used and answers wasted) apart
+    from tokens replayed from the response cache (spent by an earlier run); cost from spent only."""
+    prices = _prices()
+    spent = {"prompt": 0, "completion": 0}
+    replayed = {"prompt": 0, "completion": 0}
+    cost = 0.0
+    for stage, c in counters.items():
+        prompt = c.get("prompt_tokens", 0) + c.get("wasted_prompt_tokens", 0)
+        completion = c.get("completion_tokens", 0) + c.get("wasted_completion_tokens", 0)
+        spent["prompt"] += prompt
+        spent["completion"] += completion
+        replayed["prompt"] += c.get("replayed_prompt_tokens", 0)
+        replayed["completion"] += c.get("replayed_completion_tokens", 0)
+        price = prices.get(models.get(stage, ""), {})
+        cost += (prompt * float(price.get("input", 0)) + completion * float(price.get("output", 0))) / 1e6
+    calls = sum(c.get("chat_calls", 0) for c in counters.values())
+    cached = sum(c.get("chat_cached", 0) for c in counters.values())
+    return {"spent": spent, "replayed": replayed, "calls": calls, "replayed_calls": cached,
+            "cost_usd": round(cost, 6)}
+
+
+def _prices() -> dict[str, dict[str, float]]:
+    import yaml
+
+    return (yaml.safe_load(PRICES_FILE.read_text()) or {}) if PRICES_FILE.is_file() else {}

@@ -45,7 +45,7 @@ def test_absent_models_fail_at_setup_with_one_sentence(profile, name, tmp_path, 
         stage.setup()
     message = str(caught.value)
     assert stage.config.chat.model in message and "\n" not in message
-    assert any(hint in message for hint in ("huggingface-cli download", "OPENAI_API_KEY", "vllm serve"))
+    assert any(hint in message for hint in ("hf download", "OPENAI_API_KEY", "vllm serve"))
 
 
 def test_tiny_profile_chain_produces_rows_at_every_stage(tmp_path, monkeypatch):

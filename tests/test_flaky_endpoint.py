@@ -30,7 +30,7 @@ def scripted_answer(body: dict) -> str:
     if wanted == "ObjectAnswer":
         return json.dumps({"questions": [{"category": "basic", "question": "What does [1] do?", "options": [
             "moves across", "stays still", "spins", "jumps"], "answer": "A", "evidence": "moves across"}]})
-    user = body["messages"][-1]["content"]
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")  # a re-ask appends more
     words = user.split('"""')[1].split()
     if wanted == "MotionAnswer":
         evidence = " ".join(words[:3])
@@ -83,7 +83,7 @@ class Billing:
         return Reply(malformed, prompt_tokens=tokens["prompt_tokens"], completion_tokens=len(malformed) // 4)
 
 
-def build(root, server: FakeOpenAIServer) -> None:
+def build(root, server: FakeOpenAIServer, *extra: str) -> dict:
     flags = []
     for stage in LLM_STAGES:
         for key, value in {"backend": "openai", "model": "fake-gpt", "base_url": server.base_url, "concurrency": 4,
@@ -91,8 +91,9 @@ def build(root, server: FakeOpenAIServer) -> None:
                            "backoff_max_s": 0.05}.items():
             flags += ["--set", f"{stage}.chat.{key}={value}"]
     code = main(["build-motionvid-qa", "--dataset", str(root), "--source", "virtual:3", "--executor", "local",
-                 "--stages", STAGES, "--shard-size", "2", *flags])
+                 "--stages", STAGES, "--shard-size", "2", *flags, *extra])
     assert code == 0
+    return DatasetStore(root, create=False).read_run_config()["last_run"]["tokens"]
 
 
 def ids(root) -> dict[str, list[str]]:
@@ -127,8 +128,12 @@ def test_flaky_endpoint_gives_the_complete_dataset_with_exact_tokens(tmp_path):
     with FakeOpenAIServer(clean_billing) as clean:
         build(tmp_path / "clean", clean)
     with FakeOpenAIServer(flaky_billing) as flaky:
-        build(tmp_path / "flaky", flaky)
+        summary = build(tmp_path / "flaky", flaky)
         calls = len(flaky.calls)
+        spent, tokens = counters(tmp_path / "flaky"), row_tokens(tmp_path / "flaky")
+        # a rebuild of the finished dataset replays every used answer from the response cache
+        replay = build(tmp_path / "flaky", flaky, "--recompute")
+        assert len(flaky.calls) == calls
 
     expected, got = ids(tmp_path / "clean"), ids(tmp_path / "flaky")
     assert all(expected[t] for t in ("phrases", "captions", "reviews", "mcqs", "sft"))
@@ -138,10 +143,41 @@ def test_flaky_endpoint_gives_the_complete_dataset_with_exact_tokens(tmp_path):
     share = sum(flaky_billing.failures.values()) / calls
     assert 0.1 < share < 0.6, share  # ~30% drawn per attempt over a few dozen calls
 
-    tokens, spent = row_tokens(tmp_path / "flaky"), counters(tmp_path / "flaky")
     assert tokens == flaky_billing.used  # each used answer's tokens, counted once
     assert tokens["completion_tokens"] == clean_billing.used["completion_tokens"]  # the same answers were used
     assert (spent["prompt_tokens"], spent["completion_tokens"]) == (tokens["prompt_tokens"], tokens["completion_tokens"])
     assert spent["wasted_prompt_tokens"] == flaky_billing.wasted["prompt_tokens"] > 0
     assert spent["wasted_completion_tokens"] == flaky_billing.wasted["completion_tokens"]
     assert counters(tmp_path / "clean")["wasted_prompt_tokens"] == 0
+
+    billed = flaky_billing.used + flaky_billing.wasted  # what the server counted
+    assert summary["spent"] == {"prompt": billed["prompt_tokens"], "completion": billed["completion_tokens"]}
+    assert summary["replayed"] == {"prompt": 0, "completion": 0}
+    assert replay["spent"] == {"prompt": 0, "completion": 0} and replay["cost_usd"] == 0
+    assert replay["replayed"] == {"prompt": tokens["prompt_tokens"], "completion": tokens["completion_tokens"]}
+    assert replay["replayed_calls"] == replay["calls"] > 0
+    assert ids(tmp_path / "flaky") == expected
+
+
+def test_malformed_answer_is_reasked_with_the_parse_error_then_retryable(tmp_path):
+    """Every answer malformed: each request is re-asked with the error in the conversation, the
+    rejections are retryable, and the next run asks again (and gets the dataset a clean run gets)."""
+    def malformed(body):
+        return Reply(scripted_answer(body)[:10])
+
+    with FakeOpenAIServer(malformed) as bad:
+        build(tmp_path / "ds", bad, "--stages", "ingest,ground_truth,analyzer")
+        reasks = [c.body["messages"] for c in bad.calls if len(c.body["messages"]) > 2]
+    assert reasks and all("could not be used" in m[-1]["content"] and m[-2]["role"] == "assistant" for m in reasks)
+    rejections = DatasetStore(tmp_path / "ds", create=False).read_table("rejections").to_pylist()
+    failed = [r for r in rejections if r["stage"] == "analyzer"]
+    assert failed and all(r["reason"] == "parse_failed" and r["retryable"] for r in failed)
+
+    with FakeOpenAIServer(Billing(0.0)) as good:
+        build(tmp_path / "ds", good, "--stages", "ingest,ground_truth,analyzer")
+        assert good.calls  # asked again
+    with FakeOpenAIServer(Billing(0.0)) as clean:
+        build(tmp_path / "clean", clean, "--stages", "ingest,ground_truth,analyzer")
+    assert ids(tmp_path / "ds")["phrases"] == ids(tmp_path / "clean")["phrases"] != []
+    assert not [r for r in DatasetStore(tmp_path / "ds", create=False).read_table("rejections").to_pylist()
+                if r["stage"] == "analyzer"]

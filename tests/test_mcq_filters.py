@@ -84,6 +84,21 @@ def test_blind_and_consistency_outcomes_and_lineage(dataset):
     assert blind_calls == 3 * len(blind_rows)
 
 
+def test_failed_blind_try_is_no_answer_and_asked_again_next_run(dataset):
+    """3 right of 4 tries is chance (p=0.051); 3 right of 3 answered, one failed, is not (p=0.016)."""
+    def last_try_fails(request):
+        return "garbled" if request.seed == 3 and "Proposed answer" not in request.messages[-1]["content"] \
+            else knows_bounces(request)
+
+    out, _ = run(batch_from_store(dataset.root, ("mcqs", "captions", "clips")), answer=last_try_fails,
+                 blind_tries=4, consistency=False)
+    bounce = dataset.mcqs["t_rc"].question_id
+    row = next(r for r in out.rows["mcq_checks"] if r.check == "blind" and r.question_id == bounce)
+    assert row.outcome == "drop" and "3/3 right" in row.detail and "1 of 4 tries failed" in row.detail
+    rejected = [r for r in out.rejections if r.item_id == bounce]
+    assert [(r.reason, r.retryable) for r in rejected] == [("parse_failed", True)]
+
+
 def test_consistency_not_derivable_drops_or_flags(dataset):
     batch = batch_from_store(dataset.root, ("mcqs", "captions", "clips"))
     batch.tables["mcqs"] = [dataset.mcqs["f_lm"].model_copy(update={"question": "Which direction does the dog run?"})]

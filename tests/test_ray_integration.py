@@ -145,6 +145,25 @@ def test_actor_dying_mid_batch_is_restarted_and_its_batch_retried(ray_local, tmp
     assert _count(tmp_path / "ds", "SELECT count(*) FROM '{root}/rejections/*.parquet'") == [(0,)]
 
 
+def test_ray_job_asking_for_gpus_the_head_lacks_fails_with_the_placement_sentence(ray_head, tmp_path):
+    address, env = ray_head
+    for _ in range(20):  # `ray start` returns before the head's job agent accepts jobs
+        started = time.monotonic()
+        job = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+             "python", "-m", "engine.run", "build-motionvid-qa", "--dataset", str(tmp_path / "ds"),
+             "--source", "virtual:2", "--stages", "ingest,ground_truth,analyzer", "--placement", "gpu-cluster"],
+            env=env, capture_output=True, text=True, timeout=400, cwd=REPO,
+        )
+        if "No available agent" not in job.stdout + job.stderr:
+            break
+        time.sleep(3)
+    out = job.stdout + job.stderr
+    assert job.returncode != 0 and "needs 1 GPU (analyzer 1), the cluster has 0" in out, out[-3000:]
+    assert time.monotonic() - started < 120
+    assert not list((tmp_path / "ds").glob("clips/*.parquet"))
+
+
 def test_kill_9_of_a_ray_driver_then_resume_matches_a_local_run(tmp_path):
     from tests.test_resume import _build, _snapshot
 

@@ -114,7 +114,7 @@ def test_options_never_repeat_and_rows_validate(dataset):
     assert not rejected and len(valid) == len(out.rows["mcqs"])
     for row in valid:
         assert len({o.strip().lower() for o in row.options}) == len(row.options)
-        assert len(row.options) == 4 or (len(row.options) == 3 and row.category == "MR")
+        assert len(row.options) == 4
         assert (row.source, row.agent, row.model) == ("template", "template_writer", "template")
         assert row.model_revision == row.prompt_version
     assert len({r.question_id for r in valid}) == len(valid)

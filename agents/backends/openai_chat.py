@@ -8,9 +8,9 @@ Retries are tenacity's, not the client's (the client is built with `max_retries=
 is then one readable place, the waits are configurable (tests use milliseconds) and the attempt
 count is recorded on each result. Transient failures (429, 408, 5xx, timeouts, connection errors)
 retry with exponential backoff and jitter, waiting at least what a `Retry-After` header asks;
-other 4xx never retry. An answer that fails the response model is re-asked `parse_retries` times
-(a sampled answer can differ; with temperature 0 it rarely does, so the default is one re-ask),
-then becomes a `parse_failed` result. Nothing here raises for one bad request.
+other 4xx never retry. An answer that fails the response model is re-asked `parse_retries` times,
+with the answer and the parse error appended to the conversation, then becomes a retryable
+`parse_failed` result (the next run asks again). Nothing here raises for one bad request.
 
 The key is read from the environment when the client is built and lives only inside the client
 (the Authorization header); it is never copied into results, configs or log messages.
@@ -105,14 +105,19 @@ class OpenAIChatBackend(ChatBackend):
         were re-asked are paid for too, and travel separately as `wasted_*`."""
         wasted_prompt = wasted_completion = attempts = 0
         result = ChatResult(error="api_error")
+        asked = request
         for ask in range(self.cfg.parse_retries + 1):
             if ask:
                 wasted_prompt += result.prompt_tokens
                 wasted_completion += result.completion_tokens
-            result = self._ask_once(request)
+                asked = with_parse_error(request, result)
+            result = self._ask_once(asked)
             attempts += result.attempts
             if result.error != "parse_failed":
                 break
+        if result.error == "parse_failed":
+            # a sampled answer can come out right next time: the next run asks again
+            result.retryable = True
         result.wasted_prompt_tokens, result.wasted_completion_tokens = wasted_prompt, wasted_completion
         result.attempts = attempts
         return result
@@ -167,6 +172,18 @@ class OpenAIChatBackend(ChatBackend):
         if request.response_model is not None:
             payload["response_format"] = response_format(request.response_model)
         return payload
+
+
+def with_parse_error(request: ChatRequest, failed: ChatResult) -> ChatRequest:
+    """The re-ask after an answer that did not fit: the answer and why it failed follow the
+    original messages, so the model can correct itself instead of repeating the mistake."""
+    from dataclasses import replace
+
+    feedback = (f"That answer could not be used ({failed.detail or 'not valid JSON'}). Answer again with "
+                "only the JSON object the schema asks for.")
+    messages = [*request.messages, {"role": "assistant", "content": failed.text or ""},
+                {"role": "user", "content": feedback}]
+    return replace(request, messages=messages)
 
 
 @cache
