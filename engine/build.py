@@ -87,15 +87,15 @@ def _build(cfg: JobConfig, store: DatasetStore, dry_run: bool, prune: bool, reco
 
 
 def check_models(cfg: JobConfig, stages: list) -> None:
-    """Every API model answers once, and every local checkpoint is here (or fetched with
-    --allow-download), before any work. On a cluster the driver's disk is not the workers', so
-    only the API models are checked there."""
+    """Every API model answers once (an unknown or retired one stops the run here), and with
+    --allow-download the missing checkpoints are fetched now, before any work. On a cluster the
+    driver's disk is not the workers': there each actor fetches its own."""
     from agents.backends.models import ModelNotFound, preflight
 
     try:
-        preflight(stages, check_local=not (cfg.ray_address or os.environ.get("RAY_ADDRESS")))
+        preflight(stages, fetch=cfg.allow_download and _models_here(cfg))
     except ModelNotFound as err:
-        raise UserError(str(err)) from None
+        raise NotReady(str(err)) from None
 
 
 def resolved_config(cfg: JobConfig, pipeline: Pipeline) -> dict[str, Any]:

@@ -19,6 +19,7 @@ MODEL_MAP = {"facebook/sam3": "tiny:sam3-video", "Qwen/Qwen3-VL-8B-Instruct": "t
 # Random weights score every detection about 0.25 and answer noise: thresholds at zero keep every
 # stage fed, and few frames keep the run short.
 SETTINGS = {"ingest.num_samples": 6, "segmentor.box_threshold": 0, "segmentor.min_mask_area": 1, "segmentor.max_objects_per_clip": 2,
+            "motion_captioner.num_frames": 2, "motion_captioner.max_side": 112, "motion_captioner.history": 2,
             "annotator.num_frames": 2, "annotator.max_side": 112, "reviewer.num_frames": 2,
             "reviewer.max_side": 112, "reviewer.accept_rule": "score", "reviewer.min_score": 0}
 
@@ -58,5 +59,6 @@ def test_current_profile_runs_every_stage_with_sam3_and_qwen3(tmp_path, monkeypa
     assert captions["refiner"]["model"] == "gpt-4.1"
     assert {r["model"] for r in rows["reviews"]} == {"Qwen/Qwen3-VL-8B-Instruct"}
     assert {q["source"] for q in rows["mcqs"]} == {"template", "llm"}
+    assert {c["model"] for c in rows["captions"] if c["agent"] == "motion_captioner"} == {"Qwen/Qwen3-VL-8B-Instruct"}
     phrases = store.read_table("phrases").to_pylist()
     assert phrases and {p["model"] for p in phrases} == {"Qwen/Qwen3-4B-Instruct-2507"}

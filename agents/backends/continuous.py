@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(eq=False)  # identity: rows leave the batch by identity, never by comparing tensors
 class Sequence:
     prompt_ids: list[int]
     budget: int
