@@ -47,7 +47,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import UserError
-from schemas import TABLES, arrow_schema, mask_area
+from schemas import TABLES, arrow_schema
 
 CHECKS_DIR = Path(__file__).resolve().parents[1] / "data" / "audit"
 PRICES_FILE = CHECKS_DIR / "prices.yaml"
