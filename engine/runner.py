@@ -65,7 +65,9 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
     # Clips dropped by a dataset-wide dedup stay dropped: never fed to a stage, never written again.
     excluded = excluded_clips(store.root)
     batch.tables = {t: _without(rows, excluded) for t, rows in batch.tables.items()}
-    output = _call_isolating_failures(stage, batch)
+    # A shard that ingest left empty has nothing for a later stage: its model is never loaded for it.
+    empty = task.stage_index > 0 and not task.clip_ids
+    output = StageOutput() if empty else _call_isolating_failures(stage, batch)
     tables: dict[str, list[Any]] = {}
     rejections = list(output.rejections)
     for table in stage.writes:
