@@ -66,7 +66,7 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
     excluded = excluded_clips(store.root)
     batch.tables = {t: _without(rows, excluded) for t, rows in batch.tables.items()}
     # A shard that ingest left empty has nothing for a later stage: its model is never loaded for it.
-    empty = task.stage_index > 0 and not task.clip_ids
+    empty = not batch.items and not any(batch.tables.values())
     output = StageOutput() if empty else _call_isolating_failures(stage, batch)
     tables: dict[str, list[Any]] = {}
     rejections = list(output.rejections)
