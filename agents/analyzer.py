@@ -1,12 +1,13 @@
 """Analyzer: a clip's caption -> the object nouns and referring phrases the Segmentor grounds.
 
 Reads `clips` (virtual clips carry their scene description in `caption`), writes `phrases`.
-Input: ClipRow.caption. Output: PhraseRow(text, kind "noun" | "referring"), normalised
+Input: ClipRow.caption; a clip without one uses its clip-level `motion` caption from `captions`
+when an earlier stage wrote one (the motion captioner, for raw footage). Output: PhraseRow(text, kind "noun" | "referring"), normalised
 (whitespace collapsed, trailing punctuation dropped, nouns lower-cased), deduplicated per clip
 case-insensitively, filtered by length, capped per clip (`max_phrases`, nouns first).
 Example: "A red ball rolls left." -> noun "ball", referring "the red ball".
 
-Rejections: `no_caption` (clip without caption), `parse_failed` / `api_error` (the model's
+Rejections: `no_caption` (clip without any caption), `parse_failed` / `api_error` (the model's
 answer), `no_phrases` (an answer left nothing usable after filtering).
 With the tiny profile the phrases are noise from random weights; schema-guided decoding still
 makes every answer parse, so the stage produces rows.
@@ -44,6 +45,7 @@ class CaptionAnalyzer(ChatStage):
     name = "analyzer"
     config_model = AnalyzerConfig
     reads = ("clips",)
+    optional_reads = ("captions",)
     writes = ("phrases",)
     version = "1"
     config: AnalyzerConfig
@@ -51,11 +53,15 @@ class CaptionAnalyzer(ChatStage):
     def process_batch(self, batch: Batch) -> StageOutput:
         out = StageOutput()
         asks = []
+        motion = batch.by_clip("captions")
         for clip in batch.clips:
-            if not (clip.caption or "").strip():
+            caption = clip_caption(clip, motion.get(clip.clip_id, []))
+            if not caption:
                 out.reject(self.name, clip.clip_id, "no_caption", "the clip has no caption to analyse", clip.clip_id)
                 continue
-            messages = self.prompt.messages(caption=clip.caption.strip(), max_items=self.config.max_items_asked)
+            if caption != (clip.caption or "").strip():
+                out.counters["caption_from_motion_caption"] += 1
+            messages = self.prompt.messages(caption=caption, max_items=self.config.max_items_asked)
             asks.append(Ask(clip.clip_id, clip.clip_id, self.request(messages, AnalyzerAnswer)))
         for ask, result in self.ask(asks, out):
             phrases = self.select(result.parsed)
@@ -85,6 +91,14 @@ class CaptionAnalyzer(ChatStage):
             seen.add(text.lower())
             chosen.append((kind, text))
         return chosen[: self.config.max_phrases]
+
+
+def clip_caption(clip, captions: list) -> str:
+    """The clip's own caption, else its clip-level motion caption (by caption id, for stability)."""
+    if (clip.caption or "").strip():
+        return clip.caption.strip()
+    motion = sorted((c for c in captions if c.object_id is None and c.kind == "motion"), key=lambda c: c.caption_id)
+    return motion[0].text.strip() if motion else ""
 
 
 def normalise(text: str) -> str:

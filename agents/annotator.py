@@ -23,12 +23,12 @@ from pydantic import BaseModel, Field
 
 from agents.base import Batch, StageOutput
 from agents.chat_stage import Ask, ChatStage, ChatStageConfig
-from agents.visual_prompts import PromptKind, render
+from agents.visual_prompts import PromptKind, blur_windows, render
 from schemas import CaptionRow, decode_mask, stable_id
 
 PROMPT_HELP = {
     "spotlight": "everything but the object's region is darkened",
-    "trails": "each frame blends in the previous ones, so motion leaves a trail",
+    "trails": "each frame blends in the moments just before it, so motion leaves a short trail",
     "contour": "the object is outlined in red",
 }
 
@@ -105,6 +105,8 @@ def render_object_frames(
 
     picks = {o.object_id: sample(o.frame_indices, num_frames) for o in objects}
     wanted = sorted({clip_frame for chosen in picks.values() for _, clip_frame in chosen})
+    if kind == "trails":  # the blur needs the consecutive frames before each shown frame
+        wanted = sorted({f for window in blur_windows(wanted) for f in window})
     try:
         frames = read_frames(batch.resolve(clip.video_path), wanted)
     except Exception as err:  # read_frames maps decode errors; opening a non-video raises PyAV's own
@@ -128,7 +130,9 @@ def render_object_frames(
         if not masks.any():
             out.reject(stage, obj.object_id, "empty_mask", "no mask pixels in the sampled frames", clip.clip_id)
             continue
-        drawn = render(kind, np.stack([by_index[f] for _, f in chosen]), masks)
+        windows = ([np.stack([by_index[w] for w in window]) for window in blur_windows([f for _, f in chosen])]
+                   if kind == "trails" else None)
+        drawn = render(kind, np.stack([by_index[f] for _, f in chosen]), masks, windows)
         shown[obj.object_id] = ([f for _, f in chosen], [to_image(frame, max_side) for frame in drawn])
     return shown
 

@@ -119,6 +119,8 @@ class Stage(Generic[C]):
     name: ClassVar[str]
     config_model: ClassVar[type[StageConfig]] = StageConfig
     reads: ClassVar[tuple[str, ...]] = ()
+    # Tables read when an earlier stage of the run writes them, and absent otherwise.
+    optional_reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
     # Bump when the stage's code changes its output, so refresh recomputes what it made.
     version: ClassVar[str] = "1"
@@ -173,5 +175,5 @@ class Stage(Generic[C]):
 
     @classmethod
     def check_tables(cls) -> None:
-        for table in (*cls.reads, *cls.writes):
+        for table in (*cls.reads, *cls.optional_reads, *cls.writes):
             row_model(table)  # raises on an unknown table name

@@ -8,14 +8,23 @@ With `curation.enabled`, folder and manifest videos are curated instead of taken
 shard, all decoding in a guarded worker process. A curated clip is a (video_path, start, end)
 reference whose `num_frames` and `frame_indices` count from `start`, unless `curation.materialize`
 writes it as its own file under media/clips/.
+
+Remote manifest paths (`http(s)://`, `s3://`) are read through fsspec into `media/remote/` under
+the dataset root (once; the copy is named by a hash of the URL) and ingested from there, the URL kept
+in `clips.metadata.remote_url`. Without the package a scheme needs (fsspec; s3fs for s3://) the
+item is a `missing_extra` rejection naming it; a fetch that fails is `remote_unreachable`
+(retried on the next run). Items the source already found bad (a manifest line that is not UTF-8,
+a file name that is not UTF-8) become their rejection rows here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from pydantic import Field
 
 from agents.base import Batch, SourceItem, Stage, StageConfig, StageOutput
@@ -23,7 +32,7 @@ from agents.curation.curate import CurationConfig
 from agents.video import VideoError, VideoInfo, probe
 from schemas import ClipRow, Lineage
 
-INGEST_VERSION = "1"
+INGEST_VERSION = "2"  # 2: camera-motion estimate, rotation and variable frame rate
 
 
 class IngestConfig(StageConfig):
@@ -36,12 +45,16 @@ class IngestConfig(StageConfig):
     probe_timeout_s: float = Field(
         60.0, gt=0, description="probing a folder or manifest video runs in a guarded process with this deadline"
     )
+    camera_motion: bool = Field(
+        True, description="estimate pan / tilt / zoom / static for clips curation did not measure (exact for virtual)"
+    )
 
 
 class Ingest(Stage[IngestConfig]):
     name = "ingest"
     config_model = IngestConfig
     probe_entry = "agents.video:probe"  # run in the guarded process; tests swap in a hanging decoder
+    camera_entry = "agents.ingest:estimate_camera_motion"
     writes = ("clips",)
     version = INGEST_VERSION
 
@@ -76,7 +89,11 @@ class Ingest(Stage[IngestConfig]):
         lineage = Lineage(agent=self.name, model="pyav", model_revision=_pyav_version())
         curated = []
         for item in sorted(batch.items, key=lambda i: i.source_key):
+            if "_reject" in item.metadata:
+                out.reject(self.name, item.source_key, *item.metadata["_reject"])
+                continue
             try:
+                item = self._localise(batch, item)
                 if self._curator is not None and item.source != "virtual":
                     curated.extend(self._curate_one(batch, item, out))
                 else:
@@ -87,6 +104,17 @@ class Ingest(Stage[IngestConfig]):
             self._add_curated(batch, curated, out, lineage)
         _reject_repeated_clips(self.name, out)
         return out
+
+    def _localise(self, batch: Batch, item: SourceItem) -> SourceItem:
+        """A remote item as a local copy under media/remote/ (fetched once); others unchanged."""
+        if not item.video_path.startswith(REMOTE_SCHEMES):
+            return item
+        suffix = Path(item.video_path.split("?")[0]).suffix or ".mp4"
+        relative = f"media/remote/{_digest(item.video_path.encode())}{suffix}"
+        target = batch.resolve(relative)
+        if not target.exists():
+            fetch_remote(item.video_path, target)
+        return replace(item, video_path=relative, metadata={**item.metadata, "remote_url": item.video_path})
 
     def _curate_one(self, batch: Batch, item: SourceItem, out: StageOutput) -> list:
         if not item.video_path:
@@ -166,9 +194,12 @@ class Ingest(Stage[IngestConfig]):
             clip_id = _digest(json.dumps(metadata["virtual"], sort_keys=True).encode())
         path = batch.resolve(item.video_path)
         info = probe(path) if item.source == "virtual" else self._probe_guarded(path)
+        camera = virtual_camera(spec) if item.source == "virtual" else None
         if item.source != "virtual":
             clip_id = _file_digest(path, item.start, item.end)
             info = span_info(info, item.start, item.end)
+            camera = self._camera_guarded(path, item, info)
+            metadata.update(_file_facts(info))
         return ClipRow.build(
             lineage,
             clip_id=clip_id,
@@ -185,7 +216,19 @@ class Ingest(Stage[IngestConfig]):
             caption=caption,
             frame_indices=sampling_plan(info, self.config.num_samples),
             metadata=json.dumps(metadata, sort_keys=True) if metadata else None,
+            camera_motion=camera if self.config.camera_motion else None,
         )
+
+    def _camera_guarded(self, path: Path, item: SourceItem, info: VideoInfo) -> str | None:
+        """The camera-motion estimate in the guarded process; a failure leaves it unknown (the
+        probe already accepted the file, so this is no reason to reject the clip)."""
+        if not self.config.camera_motion:
+            return None
+        from agents.curation.safe_decode import DecodeFailure
+
+        first = _first_frame(item, info)
+        label = self._guard.call(self.camera_entry, str(path), first, info.num_frames, info.fps)
+        return None if isinstance(label, DecodeFailure) else label
 
     def _render_virtual(self, batch: Batch, item: SourceItem):
         from agents.virtual.render import render_video
@@ -207,6 +250,76 @@ class Ingest(Stage[IngestConfig]):
             render_video(spec, tmp)
             tmp.replace(path)
         return spec
+
+
+REMOTE_SCHEMES = ("http://", "https://", "s3://")
+EXTRAS = {"s3": "s3fs", "http": "aiohttp", "https": "aiohttp"}
+
+
+def fetch_remote(url: str, target: Path) -> None:
+    """Copy a remote video to `target` through fsspec; VideoError with a reason on failure."""
+    scheme = url.split("://", 1)[0]
+    try:
+        import fsspec
+
+        fs, remote_path = fsspec.core.url_to_fs(url)
+    except ImportError as err:
+        needed = "fsspec" if "fsspec" in str(err) else EXTRAS.get(scheme, str(err))
+        raise VideoError("missing_extra", f"{url}: reading {scheme}:// needs the {needed} package "
+                                          f"(pip install {needed})") from None
+    except Exception as err:
+        raise VideoError("remote_unreachable", f"{url}: {type(err).__name__}: {err}") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.part")
+    try:
+        fs.get_file(remote_path, str(partial))
+    except FileNotFoundError:
+        partial.unlink(missing_ok=True)
+        raise VideoError("source_missing", f"{url} does not exist") from None
+    except Exception as err:
+        partial.unlink(missing_ok=True)
+        raise VideoError("remote_unreachable", f"{url}: {type(err).__name__}: {err}") from None
+    partial.replace(target)
+
+
+def virtual_camera(spec) -> str:
+    """A virtual scene's camera in curation's labels: exact, since the renderer moved it."""
+    cam = spec.camera
+    if cam.motion == "zoom":
+        return f"zoom_{cam.direction}"
+    if cam.motion == "pan":
+        return {"left": "pan_left", "right": "pan_right", "up": "tilt_up", "down": "tilt_down"}[cam.direction]
+    return "static"
+
+
+def estimate_camera_motion(path: str, first_frame: int, num_frames: int, fps: float) -> str:
+    """Curation's camera-motion estimate (global flow of a few frame pairs) on one clip; runs in
+    the guarded decoder process."""
+    from agents.curation.filters import FilterConfig, camera_motion, sample_pairs, to_analysis_grey
+    from agents.video import decode_wanted
+
+    config = FilterConfig()
+    pairs = sample_pairs(first_frame, first_frame + num_frames, fps, config)
+    frames = decode_wanted(path, {i for pair in pairs for i in pair}, to_analysis_grey)
+    usable = [(frames[a], frames[b]) for a, b in pairs if a in frames and b in frames and a != b]
+    if not usable:
+        raise VideoError("decode_error", "no frame pair decodes for the camera-motion estimate")
+    gap = max(1, round(config.pair_gap_s * fps)) / fps
+    return camera_motion(usable, gap, config.camera_static_speed)[0]
+
+
+def _first_frame(item: SourceItem, info: VideoInfo) -> int:
+    return round((item.start or 0.0) * info.fps) if item.start else 0
+
+
+def _file_facts(info: VideoInfo) -> dict:
+    """What a real file needed to be read right: recorded in clips.metadata."""
+    facts: dict = {}
+    if info.rotation:
+        facts["rotation"] = info.rotation
+    if info.variable_rate:
+        facts["variable_frame_rate"] = True
+    return facts
 
 
 def _item_in_source(item: SourceItem, clip_id: str) -> str:
@@ -239,21 +352,38 @@ def _reject_repeated_clips(stage: str, out: StageOutput) -> None:
 
 
 def span_info(info: VideoInfo, start: float | None, end: float | None) -> VideoInfo:
-    """The probe of a whole video narrowed to a manifest's [start, end) span, in frames."""
+    """The probe of a whole video narrowed to a manifest's [start, end) span, in frames (found by
+    frame time for variable-frame-rate video)."""
     if start is None and end is None:
         return info
-    first = round((start or 0.0) * info.fps)
-    last = min(info.num_frames, round(end * info.fps)) if end is not None else info.num_frames
+    if info.timestamps is not None:
+        times = np.asarray(info.timestamps)
+        first = int(np.searchsorted(times, (start or 0.0) - 1e-6))
+        last = int(np.searchsorted(times, end - 1e-6)) if end is not None else info.num_frames
+    else:
+        first = round((start or 0.0) * info.fps)
+        last = min(info.num_frames, round(end * info.fps)) if end is not None else info.num_frames
     if last - first < 2:
         raise VideoError("too_few_frames", f"span {start}-{end}s holds {max(0, last - first)} frame(s) of the video")
-    return VideoInfo(last - first, info.fps, info.width, info.height, (last - first) / info.fps)
+    if info.timestamps is not None:
+        kept = tuple(round(t - info.timestamps[first], 6) for t in info.timestamps[first:last])
+        duration = kept[-1] * len(kept) / (len(kept) - 1)
+        return replace(info, num_frames=last - first, fps=(last - first) / duration, duration=duration, timestamps=kept)
+    return replace(info, num_frames=last - first, duration=(last - first) / info.fps)
 
 
 def sampling_plan(info: VideoInfo, num_samples: int) -> list[int]:
-    """Evenly spaced frame indices covering the clip, first and last frame included."""
+    """Frame indices evenly spaced in time over the clip, first and last frame included: by index
+    for a constant frame rate, by each frame's time for variable-frame-rate video."""
     count = min(num_samples, info.num_frames)
     if count <= 1:
         return [0]
+    if info.timestamps is not None:
+        times = np.asarray(info.timestamps)
+        targets = np.linspace(times[0], times[-1], count)
+        nearest = np.clip(np.searchsorted(times, targets), 1, len(times) - 1)
+        earlier = np.abs(times[nearest - 1] - targets) <= np.abs(times[nearest] - targets)
+        return sorted({int(i) for i in np.where(earlier, nearest - 1, nearest)})
     step = (info.num_frames - 1) / (count - 1)
     return sorted({round(i * step) for i in range(count)})
 

@@ -4,7 +4,16 @@
 Reads `clips`, `objects`, `captions` (and `reviews`, to skip rejected objects); writes `mcqs`,
 `sft`, `preferences`. One chat request per motion caption (a clip-level `motion` or
 `refined_detailed` caption, else the clip's manifest caption, recorded as `caption_id`
-"clip:<clip_id>") and one per clip with captioned objects.
+"clip:<clip_id>", else the motion captioner's caption) and one per clip with captioned objects.
+
+The six MotionBench categories are enforced. The request names the categories the caption supports
+(`supported_categories`: MR and MO always, LM with a place or direction word, AO with an order word,
+RC with a count, CM when the clip has a camera-motion estimate or the caption mentions the camera)
+and asks for exactly one question each; the estimate is in the prompt and counts as evidence.
+What comes back is checked, and each failed rule is its own rejection: `unknown_category`,
+`category_not_asked`, `duplicate_category` (a second question of a category), `wrong_option_count`
+(every question has exactly four options), `answer_out_of_range`, `duplicate_options`,
+`ungrounded_answer`, and `missing_category` for an asked category no question survived.
 
 Every question keeps the caption it came from and its evidence span, which must appear in that
 caption (else `ungrounded_answer`). Object questions name objects as [k] in the model's text; the
@@ -12,8 +21,11 @@ writer turns each into a `<region>` placeholder and lists the object ids in the 
 VideoRefer export has exactly one region per object.
 
 Letters are balanced as written: models favour some answer letters, so each question's options are
-shuffled by a permutation seeded by its id and the stage `seed` (stable run after run); the row
-keeps the model's own letter in `generated_answer`, and `mcq_filters` reports both distributions.
+shuffled by a permutation seeded by its id and the stage `seed` (stable run after run), and the
+correct option of a four-option question is then placed by the shard's letter rotation
+(`agents.answer_letters`); the row keeps the model's own letter in `generated_answer`, and
+`mcq_filters` reports both distributions. Preference pairs are made from the grounded questions
+by `agents.preference_pairs` (the rejected answer changes one motion fact of the correct one).
 
 Example row: {"category": "RC", "question": "How many times does the ball bounce?", "options":
 ["once", "twice", "three times", "four times"], "answer": "B", "evidence": "bounces twice", ...}
@@ -23,23 +35,49 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
+from agents.answer_letters import balance_letters, shard_start
 from agents.backends.chat import ChatResult
 from agents.base import Batch, StageOutput
 from agents.chat_stage import Ask, ChatStage, ChatStageConfig, Prompt, load_prompt
+from agents.preference_pairs import preference_pair
 from schemas import Lineage, McqRow, PreferenceRow, SftRow, stable_id
 
 LETTERS = "ABCD"
+MOTION_CATEGORIES = ("MR", "LM", "AO", "RC", "MO", "CM")
+CATEGORY_NAMES = {
+    "MR": "motion recognition (what motion happens)",
+    "LM": "location-related motion (where, which direction)",
+    "AO": "action order (what happens first, next)",
+    "RC": "repetition count (how many times)",
+    "MO": "motion-related objects (which object moves or is acted on)",
+    "CM": "camera motion (pan, tilt, zoom, static camera)",
+}
+CAMERA_WORDS = {
+    "static": "the camera stays still", "pan_left": "the camera pans left", "pan_right": "the camera pans right",
+    "tilt_up": "the camera tilts up", "tilt_down": "the camera tilts down", "zoom_in": "the camera zooms in",
+    "zoom_out": "the camera zooms out",
+}
+_LOCATION = re.compile(r"\b(left|right|up|down|upward|downward|top|bottom|centre|center|middle|across|toward|towards"
+                       r"|away|into|out of|above|below|forward|backward|corner|edge|side|clockwise|counterclockwise)\b")
+_ORDER = re.compile(r"\b(then|after|afterwards|before|first|next|finally|later|followed|meanwhile|while|once .* has)\b")
+_COUNT = re.compile(r"\b(once|twice|thrice|times|again|repeatedly|\d+|two|three|four|five|six|seven|eight|nine|ten)\b")
+_CAMERA = re.compile(r"\b(camera|pans?|panning|tilts?|zooms?|zooming)\b")
+# Decoding hints (schema only): a wrong count or category is its own rejection, not a failed answer.
+Options = Annotated[list[str], WithJsonSchema({"type": "array", "items": {"type": "string"}, "minItems": 4,
+                                                "maxItems": 4})]
+MotionCategory = Annotated[str, WithJsonSchema({"type": "string", "enum": list(MOTION_CATEGORIES)})]
 ErrorType = Literal["wrong_direction", "wrong_order", "wrong_count", "wrong_object"]
 
 
 class MotionQuestion(BaseModel):
-    category: Literal["MR", "LM", "CM", "MO", "AO", "RC"]
+    category: MotionCategory
     question: str = Field(min_length=3)
-    options: list[str] = Field(min_length=3, max_length=4)
+    options: Options = Field(min_length=1, max_length=8)
     answer: Literal["A", "B", "C", "D"]
     evidence: str = Field(min_length=1)
 
@@ -66,7 +104,7 @@ class MotionAnswer(BaseModel):
 class ObjectQuestion(BaseModel):
     category: Literal["basic", "reasoning", "future"]
     question: str = Field(min_length=3)
-    options: list[str] = Field(min_length=3, max_length=4)
+    options: Options = Field(min_length=1, max_length=8)
     answer: Literal["A", "B", "C", "D"]
     evidence: str = Field(min_length=1)
 
@@ -76,12 +114,14 @@ class ObjectAnswer(BaseModel):
 
 
 class QuestionWriterConfig(ChatStageConfig):
-    prompt: str = Field("question_writer.motion.v1", description="motion prompt file under agents/prompts/")
+    prompt: str = Field("question_writer.motion.v2", description="motion prompt file under agents/prompts/")
     object_prompt: str = Field("question_writer.object.v1", description="prompt file under agents/prompts/")
     object_questions: bool = Field(True, description="also write object-level questions")
     max_tokens: int = Field(2048, ge=64)
     temperature: float = Field(0.2, ge=0, le=2)
     seed: int = Field(0, description="seed of the option shuffle that balances answer letters")
+    categories: list[Literal["MR", "LM", "AO", "RC", "MO", "CM"]] = Field(
+        list(MOTION_CATEGORIES), description="motion categories asked for, where the caption supports them")
 
 
 def normalise(text: str) -> str:
@@ -108,7 +148,7 @@ class QuestionWriter(ChatStage):
     config_model = QuestionWriterConfig
     reads = ("clips", "objects", "captions", "reviews")
     writes = ("mcqs", "sft", "preferences")
-    version = "1"
+    version = "2"
     config: QuestionWriterConfig
 
     def setup(self) -> None:
@@ -126,7 +166,9 @@ class QuestionWriter(ChatStage):
             sources = motion_sources(clip, captions.get(clip.clip_id, []))
             if not sources:
                 out.reject(self.name, clip.clip_id, "no_motion_caption", "no motion caption to ask about", clip.clip_id)
-            asks += [self._ask("motion", clip, source) for source in sources]
+            asks += [self._ask("motion", clip, MotionSource(caption_id, text, camera_words(clip),
+                                                             supported_categories(text, clip, self.config.categories)))
+                     for caption_id, text in sources]
             described = described_objects(objects.get(clip.clip_id, []), captions.get(clip.clip_id, []), rejected)
             if self.config.object_questions and described:
                 asks.append(self._ask("object", clip, described))
@@ -136,12 +178,14 @@ class QuestionWriter(ChatStage):
                 self._motion_rows(out, clip, payload, result)
             else:
                 self._object_rows(out, clip, payload, result)
+        out.rows["mcqs"] = balance_letters(out.rows["mcqs"], shard_start(batch.clips))
         return out
 
     def _ask(self, kind: str, clip, payload: Any) -> Ask:
         if kind == "motion":
-            prompt, model, item = self.prompt, MotionAnswer, payload[0]
-            messages = prompt.messages(caption=payload[1])
+            prompt, model, item = self.prompt, MotionAnswer, payload.caption_id
+            messages = prompt.messages(caption=payload.caption, camera=payload.camera,
+                                       categories=[(c, CATEGORY_NAMES[c]) for c in payload.categories])
         else:
             prompt, model, item = self.object_prompt, ObjectAnswer, f"objects:{clip.clip_id}"
             lines = [f"[{i}] {obj.label}: {caption.text}" for i, (obj, caption) in enumerate(payload, start=1)]
@@ -156,26 +200,36 @@ class QuestionWriter(ChatStage):
                 for p, c in zip(prompt_tokens, completion_tokens, strict=True)]
 
     # ----- motion: MCQs, SFT, preferences -----
-    def _motion_rows(self, out: StageOutput, clip, source: tuple[str, str], result: ChatResult) -> None:
-        caption_id, caption = source
+    def _motion_rows(self, out: StageOutput, clip, source: MotionSource, result: ChatResult) -> None:
         answer: MotionAnswer = result.parsed  # type: ignore[assignment]
         rows: list[tuple[str, dict, type]] = []
+        evidence_text = f"{source.caption} {source.camera}"
+        covered: set[str] = set()
         for q in answer.questions:
-            fields = self._mcq_fields(out, clip.clip_id, caption_id, caption, q, q.question, [])
+            if not self._category_ok(out, clip.clip_id, source, q, covered):
+                continue
+            fields = self._mcq_fields(out, clip.clip_id, source.caption_id, evidence_text, q, q.question, [])
             if fields:
+                covered.add(q.category)
                 rows.append(("mcqs", fields, McqRow))
+        for category in source.categories:
+            if category not in covered:
+                out.reject(self.name, stable_id(self.name, "missing", source.caption_id, category), "missing_category",
+                           f"{category} was asked for and no question of it passed the checks", clip.clip_id)
+        caption_id = source.caption_id
         for s in answer.sft:
             answer_text = f"{s.answer.rstrip()} {s.rationale.strip()}"
             rows.append(("sft", {"sft_id": stable_id(self.name, "sft", caption_id, s.question, answer_text),
                                  "clip_id": clip.clip_id, "question": s.question, "answer": answer_text}, SftRow))
-        for p in answer.preferences:
-            pair_id = stable_id(self.name, "pair", caption_id, p.question, p.chosen, p.rejected)
-            if normalise(p.chosen) == normalise(p.rejected):
-                out.reject(self.name, pair_id, "identical_pair", "chosen and rejected say the same", clip.clip_id)
-                continue
-            rows.append(("preferences", {"pair_id": pair_id, "clip_id": clip.clip_id, "question": p.question,
-                                         "chosen": p.chosen, "rejected": p.rejected, "error_type": p.error_type},
-                         PreferenceRow))
+        # preference pairs come from the grounded questions, one motion fact changed by rule; the
+        # model's own pairs (both sides written from the caption) are not used
+        for _, q, _ in [r for r in rows if r[0] == "mcqs"]:
+            pair = preference_pair(q["category"], q["options"], q["answer"])
+            if pair:
+                rows.append(("preferences", {"pair_id": stable_id(self.name, "pair", q["question_id"]),
+                                             "clip_id": clip.clip_id, "question_id": q["question_id"],
+                                             "question": q["question"], "chosen": pair[0], "rejected": pair[1],
+                                             "error_type": pair[2]}, PreferenceRow))
         self._emit(out, clip.clip_id, self.prompt, result, rows)
 
     # ----- objects: basic / reasoning / future -----
@@ -201,11 +255,27 @@ class QuestionWriter(ChatStage):
                 rows.append(("mcqs", fields, McqRow))
         self._emit(out, clip.clip_id, self.object_prompt, result, rows)
 
+    def _category_ok(self, out: StageOutput, clip_id: str, source: MotionSource, q, covered: set[str]) -> bool:
+        """The category rules of a motion question; a failure is a rejection with its own reason."""
+        question_id = stable_id(self.name, source.caption_id, q.category, q.question, *q.options)
+        if q.category not in MOTION_CATEGORIES:
+            out.reject(self.name, question_id, "unknown_category", f"category {q.category!r}", clip_id)
+        elif q.category not in source.categories:
+            out.reject(self.name, question_id, "category_not_asked",
+                       f"{q.category} was not asked for (asked: {', '.join(source.categories)})", clip_id)
+        elif q.category in covered:
+            out.reject(self.name, question_id, "duplicate_category", f"a second {q.category} question", clip_id)
+        else:
+            return True
+        return False
+
     def _mcq_fields(self, out, clip_id, caption_id, caption, q, question, object_ids) -> dict | None:
         """Checks every question must pass before it becomes a row; a failure is a rejection."""
         question_id = stable_id(self.name, caption_id, q.category, question, *q.options)
         options = [o.strip() for o in q.options]
-        if LETTERS.index(q.answer) >= len(options):
+        if len(options) != len(LETTERS):
+            out.reject(self.name, question_id, "wrong_option_count", f"{len(options)} options, not 4", clip_id)
+        elif LETTERS.index(q.answer) >= len(options):
             out.reject(self.name, question_id, "answer_out_of_range", f"{q.answer} of {len(options)}", clip_id)
         elif len({normalise(o) for o in options}) != len(options) or not all(normalise(o) for o in options):
             out.reject(self.name, question_id, "duplicate_options", " | ".join(options), clip_id)
@@ -235,15 +305,44 @@ class QuestionWriter(ChatStage):
                 out.reject(self.name, item, "invalid_row", str(err.errors()[0]["msg"]), clip_id)
 
 
+@dataclass(frozen=True)
+class MotionSource:
+    """One motion caption to ask about, with what the clip supports."""
+
+    caption_id: str
+    caption: str
+    camera: str  # the camera-motion estimate in words, "" without one
+    categories: tuple[str, ...]
+
+
 def motion_sources(clip, captions: list) -> list[tuple[str, str]]:
-    """(caption_id, text) of every clip-level motion caption, else the manifest caption."""
+    """(caption_id, text) of every clip-level motion caption, else the manifest caption, else the
+    motion captioner's caption (written for clips that came without one)."""
     clip_level = sorted(
         (c for c in captions if c.object_id is None and c.kind in ("motion", "refined_detailed")),
         key=lambda c: c.caption_id,
     )
-    if clip_level:
-        return [(c.caption_id, c.text) for c in clip_level]
-    return [(f"clip:{clip.clip_id}", clip.caption)] if clip.caption else []
+    written = [c for c in clip_level if c.source != "motion_captioner"]
+    if written:
+        return [(c.caption_id, c.text) for c in written]
+    if clip.caption:
+        return [(f"clip:{clip.clip_id}", clip.caption)]
+    return [(c.caption_id, c.text) for c in clip_level]
+
+
+def camera_words(clip) -> str:
+    return CAMERA_WORDS.get(getattr(clip, "camera_motion", None) or "", "")
+
+
+def supported_categories(caption: str, clip, wanted) -> tuple[str, ...]:
+    """The motion categories a caption can answer, in the configured order."""
+    text = caption.lower()
+    supported = {"MR", "MO"}
+    supported |= {"LM"} if _LOCATION.search(text) else set()
+    supported |= {"AO"} if _ORDER.search(text) else set()
+    supported |= {"RC"} if _COUNT.search(text) else set()
+    supported |= {"CM"} if camera_words(clip) or _CAMERA.search(text) else set()
+    return tuple(c for c in wanted if c in supported)
 
 
 def described_objects(objects: list, captions: list, rejected: set[str]) -> list[tuple[Any, Any]]:

@@ -26,7 +26,7 @@ class RefinerAnswer(BaseModel):
 
 class RefinerConfig(ChatStageConfig):
     prompt: str = "refiner.v1"
-    chat: ChatModelConfig = Field(default_factory=lambda: ChatModelConfig(backend="openai", model="gpt-4o"))
+    chat: ChatModelConfig = Field(default_factory=lambda: ChatModelConfig(backend="openai", model="gpt-4.1"))
 
 
 class CaptionRefiner(ChatStage):

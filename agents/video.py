@@ -1,4 +1,11 @@
-"""Video I/O with PyAV: probing, decoding chosen frames, writing H.264 mp4."""
+"""Video I/O with PyAV: probing, decoding chosen frames, writing H.264 mp4.
+
+Real files as they come: a display matrix (phone videos shot in portrait) is honoured, so every
+decoded frame is upright and `VideoInfo.width` / `height` are the upright size (masks made from
+these frames are in upright coordinates). Variable-frame-rate video is accepted: the probe keeps
+each frame's presentation time (`VideoInfo.timestamps`) so that sampling can be decided by time,
+not by frame count; `fps` is then the mean rate (frames / duration).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +21,19 @@ import numpy as np
 class VideoInfo:
     num_frames: int
     fps: float
-    width: int
+    width: int  # upright: after the display rotation
     height: int
     duration: float
+    rotation: int = 0  # degrees counter-clockwise the decoded frames are turned to stand upright
+    timestamps: tuple[float, ...] | None = None  # seconds from the first frame, variable-rate video only
+
+    @property
+    def variable_rate(self) -> bool:
+        return self.timestamps is not None
+
+
+# Frame intervals that differ by more than this fraction from the median make a video variable-rate.
+VFR_TOLERANCE = 0.1
 
 
 class VideoError(Exception):
@@ -56,12 +73,50 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
         width, height = stream.codec_context.width, stream.codec_context.height
-        num_frames = _count_decodable(container, stream) if count_frames else int(stream.frames or 0)
+        if count_frames:
+            num_frames, rotation, times = _count_decodable(container, stream)
+        else:
+            num_frames, rotation, times = int(stream.frames or 0), _first_rotation(container, stream), []
     if width <= 0 or height <= 0 or fps <= 0:
         raise VideoError("decode_error", f"{path.name}: no frame size or frame rate in the stream")
     if num_frames < 2:
         raise VideoError("too_few_frames", f"{path.name} has {num_frames} decodable frame(s); need 2")
-    return VideoInfo(num_frames, fps, width, height, num_frames / fps)
+    if rotation % 180:
+        width, height = height, width
+    timestamps = variable_timestamps(times)
+    if timestamps is not None:
+        duration = timestamps[-1] + (timestamps[-1] - timestamps[0]) / (len(timestamps) - 1)
+        return VideoInfo(num_frames, num_frames / duration, width, height, duration, rotation, timestamps)
+    return VideoInfo(num_frames, fps, width, height, num_frames / fps, rotation)
+
+
+def variable_timestamps(times: list[float]) -> tuple[float, ...] | None:
+    """Frame times from the first frame when the intervals vary (variable frame rate), else None."""
+    if len(times) < 3:
+        return None
+    ordered = np.sort(np.asarray(times, dtype=np.float64))
+    gaps = np.diff(ordered)
+    median = float(np.median(gaps))
+    if median <= 0 or np.all(np.abs(gaps - median) <= VFR_TOLERANCE * median):
+        return None
+    return tuple(round(float(t - ordered[0]), 6) for t in ordered)
+
+
+def upright(array: np.ndarray, rotation: int) -> np.ndarray:
+    """A decoded frame turned by its display rotation (degrees counter-clockwise)."""
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
+
+
+def _first_rotation(container, stream) -> int:
+    import av
+
+    try:
+        for frame in container.decode(stream):
+            return int(frame.rotation or 0)
+    except av.error.FFmpegError:
+        pass
+    return 0
 
 
 _SIGNATURES = (b"ftyp", b"\x1a\x45\xdf\xa3", b"RIFF", b"\x00\x00\x01\xba", b"OggS")
@@ -74,12 +129,17 @@ def _looks_like_video(path: Path) -> bool:
     return head[4:8] == b"ftyp" or any(head.startswith(sig) for sig in _SIGNATURES[1:])
 
 
-def _count_decodable(container, stream) -> int:
+def _count_decodable(container, stream) -> tuple[int, int, list[float]]:
+    """Decodable frames, the display rotation of the first, and every frame's time in seconds."""
     import av
 
-    count = 0
+    count, rotation, times = 0, 0, []
     try:
         for frame in container.decode(stream):
+            if count == 0:
+                rotation = int(frame.rotation or 0)
+            if frame.time is not None:
+                times.append(float(frame.time))
             count += 1
             del frame
     except av.error.FFmpegError as err:
@@ -89,7 +149,7 @@ def _count_decodable(container, stream) -> int:
     expected = int(stream.frames or 0)
     if expected and count < expected * 0.9:
         raise VideoError("truncated_video", f"only {count} of {expected} frames decode")
-    return count
+    return count, rotation, times if len(times) == count else []
 
 
 def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
@@ -108,8 +168,8 @@ def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
 
 
 def decode_wanted(path: str | Path, wanted: set[int], convert: Callable[[np.ndarray], Any] | None = None) -> dict[int, Any]:
-    """Decode front to back once, keeping (converted) RGB arrays of the wanted frames and stopping
-    after the last; frames the file cannot give are simply absent from the result."""
+    """Decode front to back once, keeping (converted) upright RGB arrays of the wanted frames and
+    stopping after the last; frames the file cannot give are simply absent from the result."""
     import av
 
     found: dict[int, Any] = {}
@@ -122,7 +182,7 @@ def decode_wanted(path: str | Path, wanted: set[int], convert: Callable[[np.ndar
         try:
             for position, frame in enumerate(container.decode(stream)):
                 if position in wanted:
-                    array = frame.to_ndarray(format="rgb24")
+                    array = upright(frame.to_ndarray(format="rgb24"), int(frame.rotation or 0))
                     found[position] = convert(array) if convert else array
                 if position >= last:
                     break
@@ -131,8 +191,11 @@ def decode_wanted(path: str | Path, wanted: set[int], convert: Callable[[np.ndar
     return found
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf: int = 18) -> None:
-    """Write RGB uint8 frames as H.264 (yuv420p) mp4. Width and height must be even."""
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf: int = 18, rotation: int = 0,
+                times: Sequence[float] | None = None) -> None:
+    """Write RGB uint8 frames as H.264 (yuv420p) mp4. Width and height must be even. `rotation`
+    (degrees counter-clockwise) is stored as the display matrix; `times` (seconds, one per frame)
+    makes a variable-frame-rate file."""
     from fractions import Fraction
 
     import av
@@ -145,8 +208,14 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf:
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(crf), "preset": "veryfast"}
-        for array in _chain(first, frames):
+        if rotation:
+            stream.set_display_rotation(rotation)
+        if times is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for position, array in enumerate(_chain(first, frames)):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+            if times is not None:
+                frame.pts, frame.time_base = round(times[position] * 1000), Fraction(1, 1000)
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():

@@ -3,9 +3,11 @@
 - `spotlight` (MotionSight): the frame darkened ~90% toward black, except the union box of the
   tracked objects padded ~20 px, which keeps its original pixels. The box follows the objects
   but is only recomputed when they leave it, so the lit region does not jitter frame to frame.
-- `trails` (MotionSight's "motion blur"): each frame blended with its previous ~7 frames with
-  exponentially decaying weights (decay ~0.65), so motion leaves a visible trail. MotionSight
-  uses it for camera motion; object-level prompts use the spotlight.
+- `trails` (MotionSight's "motion blur"): each shown frame blended with the ~7 CONSECUTIVE video
+  frames before it, with exponentially decaying weights (decay ~0.65), so motion leaves a short
+  visible trail (a fraction of a second, not the seconds between sampled frames). The caller reads
+  those windows (`blur_windows` says which frames) and passes them as `windows`. MotionSight uses
+  it for camera motion; object-level prompts use the spotlight.
 - `contour` (VideoRefer style): the mask outline drawn on the frame.
 
 All take (T, H, W, 3) uint8 frames and (T, H, W) boolean masks aligned with them.
@@ -20,11 +22,19 @@ import numpy as np
 PromptKind = Literal["spotlight", "trails", "contour"]
 
 
-def render(kind: PromptKind, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+HISTORY = 7
+DECAY = 0.65
+
+
+def render(kind: PromptKind, frames: np.ndarray, masks: np.ndarray, windows: list[np.ndarray] | None = None) -> np.ndarray:
+    """`windows` (trails only): for each frame, a (K, H, W, 3) array of the consecutive video frames
+    that end with it, oldest first (see `blur_windows`)."""
     if kind == "spotlight":
         return spotlight(frames, masks)
     if kind == "trails":
-        return motion_trails(frames)
+        if windows is None:
+            raise ValueError("the trails prompt needs the consecutive frames before each frame (windows)")
+        return np.stack([motion_blur(window) for window in windows])
     if kind == "contour":
         return contour_overlay(frames, masks)
     raise ValueError(f"unknown visual prompt {kind!r}")
@@ -47,8 +57,22 @@ def spotlight(frames: np.ndarray, masks: np.ndarray, pad: int = 20, dim: float =
     return out
 
 
-def motion_trails(frames: np.ndarray, history: int = 7, decay: float = 0.65) -> np.ndarray:
-    """Frame t = sum over k <= history of decay**k * frame[t-k], normalised by the weights used."""
+def blur_windows(targets: list[int], history: int = HISTORY, first: int = 0) -> list[list[int]]:
+    """For each target frame, the consecutive frame numbers t-history..t (not before `first`)."""
+    return [list(range(max(first, t - history), t + 1)) for t in targets]
+
+
+def motion_blur(window: np.ndarray, decay: float = DECAY) -> np.ndarray:
+    """One blurred frame from consecutive frames (oldest first): the newest weighs 1, the one before
+    it `decay`, then decay**2, ..., normalised by the weights used."""
+    data = window.astype(np.float32)[::-1]  # newest first
+    weights = decay ** np.arange(len(data), dtype=np.float32)
+    return np.clip(np.tensordot(weights, data, axes=1) / weights.sum() + 0.5, 0, 255).astype(np.uint8)
+
+
+def motion_trails(frames: np.ndarray, history: int = HISTORY, decay: float = DECAY) -> np.ndarray:
+    """Every frame of a run of CONSECUTIVE frames blurred with up to `history` frames before it:
+    frame t = sum over k <= history of decay**k * frame[t-k], normalised by the weights used."""
     data = frames.astype(np.float32)
     out = np.empty_like(data)
     for t in range(len(frames)):

@@ -25,6 +25,7 @@ STAGE_CLASSES = {
     "ingest": "agents.ingest:Ingest",
     "ground_truth": "agents.ground_truth:GroundTruth",
     "template_writer": "agents.template_writer:TemplateQuestionWriter",
+    "motion_captioner": "agents.motion_captioner:MotionCaptioner",
     "analyzer": "agents.analyzer:CaptionAnalyzer",
     "segmentor": "agents.segmentor:Segmentor",
     "annotator": "agents.annotator:ObjectAnnotator",

@@ -13,6 +13,13 @@ and template questions (`mcqs.source == "template"`), correct by construction. T
   a template question of the same clip and category (same text after normalisation, one containing
   the other, or the same count: "twice" = "two" = "2"). Only LLM questions whose clip and category
   have a template question are counted.
+- motion captions: the motion captioner's caption of each virtual clip against the exact
+  ground-truth motion caption, as word overlap (bag of words after normalisation): recall of the
+  truth's words and F1, averaged over the clips that have both.
+
+`compare` evaluates several datasets (say one built with `--profile current`, one with
+`--profile videorefer`, both from the same `virtual:N` source) and `format_comparison` puts their
+numbers side by side, one column per dataset named by the profile it was built with.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ class Evaluation:
     compared_questions: int = 0
     qa_agreement: float = 0.0
     per_object: list[dict] = field(default_factory=list)
+    captioned_clips: int = 0
+    caption_recall: float = 0.0
+    caption_f1: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +93,7 @@ def evaluate(dataset: str | Path) -> Evaluation:
     _mask_scores(result, objects)
     _noun_recall(result, objects, [p for p in store.read_table("phrases").to_pylist() if p["clip_id"] in clips])
     _qa_agreement(result, [q for q in store.read_table("mcqs").to_pylist() if q["clip_id"] in clips])
+    _caption_overlap(result, [c for c in store.read_table("captions").to_pylist() if c["clip_id"] in clips])
     return result
 
 
@@ -130,6 +141,27 @@ def _qa_agreement(result: Evaluation, questions: list[dict]) -> None:
     result.qa_agreement = float(np.mean(agree)) if agree else 0.0
 
 
+def caption_overlap(truth: str, guess: str) -> tuple[float, float]:
+    """(recall of the truth's words, F1) of two captions as bags of normalised words."""
+    from collections import Counter
+
+    t, g = Counter(words(truth)), Counter(words(guess))
+    common = sum((t & g).values())
+    if not common:
+        return 0.0, 0.0
+    recall, precision = common / sum(t.values()), common / sum(g.values())
+    return recall, 2 * recall * precision / (recall + precision)
+
+
+def _caption_overlap(result: Evaluation, captions: list[dict]) -> None:
+    truth = {c["clip_id"]: c["text"] for c in captions if c["source"] == "virtual" and c["kind"] == "motion"}
+    scores = [caption_overlap(truth[c["clip_id"]], c["text"]) for c in captions
+              if c["source"] == "motion_captioner" and c["kind"] == "motion" and c["clip_id"] in truth]
+    result.captioned_clips = len(scores)
+    result.caption_recall = float(np.mean([r for r, _ in scores])) if scores else 0.0
+    result.caption_f1 = float(np.mean([f for _, f in scores])) if scores else 0.0
+
+
 def format_evaluation(e: Evaluation) -> str:
     return "\n".join([
         f"virtual clips      {e.virtual_clips}",
@@ -137,4 +169,44 @@ def format_evaluation(e: Evaluation) -> str:
         f"{e.iou_at_50:.3f} at IoU>=0.5",
         f"noun recall        {e.noun_recall:.3f} over {e.labels} labels",
         f"QA agreement       {e.qa_agreement:.3f} over {e.compared_questions} LLM questions with a template twin",
+        f"motion captions    {e.caption_recall:.3f} word recall, {e.caption_f1:.3f} F1 over {e.captioned_clips} clips",
     ])
+
+
+ROWS = (  # (label, how a value prints)
+    ("virtual clips", lambda e: str(e.virtual_clips)),
+    ("objects (truth)", lambda e: str(e.objects)),
+    ("matched by label", lambda e: str(e.matched_objects)),
+    ("mask IoU, mean", lambda e: f"{e.mean_iou:.3f}"),
+    ("mask IoU >= 0.5", lambda e: f"{e.iou_at_50:.3f}"),
+    ("noun recall", lambda e: f"{e.noun_recall:.3f}"),
+    ("labels", lambda e: str(e.labels)),
+    ("MCQ agreement", lambda e: f"{e.qa_agreement:.3f}"),
+    ("LLM MCQs compared", lambda e: str(e.compared_questions)),
+    ("motion caption F1", lambda e: f"{e.caption_f1:.3f}"),
+    ("captioned clips", lambda e: str(e.captioned_clips)),
+)
+
+
+def profile_of(dataset: str | Path) -> str:
+    """The profile a dataset was last built with (from run.json), else its folder name."""
+    config = DatasetStore(dataset, create=False).read_run_config() or {}
+    profile = (config.get("job_config") or {}).get("profile")
+    return Path(profile).name if profile else Path(dataset).name
+
+
+def compare(datasets: list[str | Path]) -> list[tuple[str, Evaluation]]:
+    """Each dataset's evaluation under a column name: its profile, with the folder when two share one."""
+    profiles = [profile_of(d) for d in datasets]
+    names = [p if profiles.count(p) == 1 else f"{p} ({Path(d).name})" for p, d in zip(profiles, datasets, strict=True)]
+    return [(name, evaluate(d)) for name, d in zip(names, datasets, strict=True)]
+
+
+def format_comparison(results: list[tuple[str, Evaluation]]) -> str:
+    width = max(len(label) for label, _ in ROWS)
+    columns = [max(len(name), 8) for name, _ in results]
+    lines = [" " * width + "  " + "  ".join(name.rjust(w) for (name, _), w in zip(results, columns, strict=True))]
+    for label, show in ROWS:
+        cells = [show(e).rjust(w) for (_, e), w in zip(results, columns, strict=True)]
+        lines.append(label.ljust(width) + "  " + "  ".join(cells))
+    return "\n".join(lines)

@@ -183,6 +183,9 @@ class StageActor:
         _ignore_sigint()  # Ctrl-C reaches the whole process group: only the driver decides to stop
         threads = max(1, int(num_cpus))
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        # Set here, before any model library is imported: a cluster the run joins (a Ray job) does
+        # not carry the driver's environment, and every actor's loading bars would flood its log.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         self.threads = threads
         self.stages = {cls.name: cls(config) for cls, config in specs}
         self.store = DatasetStore(root, create=False)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "Score predictions ({uid: answer text}) against a MotionBench JSONL, overall and per category"
+HELP = "Score predictions (MotionBench answer file {uid: letter}, free-form answers) against a MotionBench JSONL"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gold", required=True, help="MotionBench JSONL (e.g. from `export --format motionbench`)")
-    parser.add_argument("--pred", required=True, help="JSON object {uid: answer text}")
+    parser.add_argument("--pred", required=True, help="MotionBench answer file {uid: letter}, {uid: answer text}, "
+                        "or a JSON / JSONL list of {uid, answer} records")
     parser.add_argument("--json", action="store_true", help="print a JSON object (accuracy is a share, 0 to 1)")
 
 

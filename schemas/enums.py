@@ -55,11 +55,21 @@ class Reason(StrEnum):
     decode_error = "decode_error"
     decode_timeout = "decode_timeout"
     duplicate_clip = "duplicate_clip"
+    invalid_utf8 = "invalid_utf8"  # a manifest line or a file name that is not UTF-8
+    invalid_manifest_row = "invalid_manifest_row"
+    missing_extra = "missing_extra"  # a remote video path whose filesystem package is not installed
+    remote_unreachable = "remote_unreachable"
     # any stage
     invalid_row = "invalid_row"
     stage_error = "stage_error"
     parse_failed = "parse_failed"
     api_error = "api_error"
+    # question writer: the six motion categories, four options each
+    unknown_category = "unknown_category"
+    category_not_asked = "category_not_asked"
+    duplicate_category = "duplicate_category"
+    missing_category = "missing_category"
+    wrong_option_count = "wrong_option_count"
     # segmentor / reviewer
     batch_pending = "batch_pending"
     no_objects_found = "no_objects_found"
@@ -68,4 +78,5 @@ class Reason(StrEnum):
 
 # Reasons worth trying again on the next run: the input may be fine, the world was not. A
 # `parse_failed` answer from a sampled endpoint is retryable too: the backend marks the row itself.
-RETRYABLE_REASONS = frozenset({Reason.decode_timeout, Reason.stage_error, Reason.api_error, Reason.batch_pending})
+RETRYABLE_REASONS = frozenset({Reason.decode_timeout, Reason.stage_error, Reason.api_error, Reason.batch_pending,
+                               Reason.remote_unreachable})

@@ -101,3 +101,46 @@ def hanging_decoder(*args, **kwargs):
 
 def crashing_decoder(*args, **kwargs):
     os._exit(139)  # what a segfault in native decoder code looks like from outside
+
+
+# Captionless everyday footage for the raw-footage acceptance test: moving shapes on textured walls.
+FOOTAGE_SIZE = (128, 96)  # width, height as encoded
+FOOTAGE_FRAMES = 24
+FOOTAGE_FPS = 12.0
+
+
+def shapes_segment(seed: int, frames: int, width: int, height: int, pan: int = 0) -> list[np.ndarray]:
+    """A red square crossing left to right and a blue bar bouncing up and down, on a texture that
+    slides left by `pan` pixels a frame (the camera pans right)."""
+    wall = texture(seed, width + pan * frames + 8, height, (120, 160, 110))
+    out = []
+    for i in range(frames):
+        frame = wall[:, i * pan : i * pan + width].copy()
+        x = int(6 + (width - 30) * i / max(frames - 1, 1))
+        frame[height // 2 - 10 : height // 2 + 10, x : x + 20] = (230, 40, 40)
+        y = int(8 + (height // 2 - 16) * abs(((i / 6) % 2) - 1))
+        frame[y : y + 12, width - 24 : width - 12] = (40, 60, 230)
+        out.append(frame)
+    return out
+
+
+def write_footage_folder(folder: Path) -> dict[str, dict]:
+    """Four short captionless videos: a still camera, a pan, one stored sideways with a display
+    rotation (decodes upright as 96x128), one with a variable frame rate. Returns name -> facts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = FOOTAGE_SIZE
+    n = FOOTAGE_FRAMES
+    write_video(folder / "still.mp4", shapes_segment(11, n, width, height), FOOTAGE_FPS)
+    write_video(folder / "pan.mp4", shapes_segment(12, n, width, height, pan=4), FOOTAGE_FPS)
+    upright = shapes_segment(13, n, height, width)  # a portrait scene, 96 wide and 128 high
+    sideways = [np.ascontiguousarray(np.rot90(f, 1)) for f in upright]  # stored turned a quarter left
+    write_video(folder / "rotated.mp4", sideways, FOOTAGE_FPS, rotation=-90)
+    gaps = [0.04 if (i // 4) % 2 else 0.14 for i in range(n)]
+    times = [round(sum(gaps[:i]), 3) for i in range(n)]
+    write_video(folder / "vfr.mp4", shapes_segment(14, n, width, height), FOOTAGE_FPS, times=times)
+    return {
+        "still.mp4": {"size": (width, height), "camera": "static"},
+        "pan.mp4": {"size": (width, height), "camera": "pan_right"},
+        "rotated.mp4": {"size": (height, width), "rotation": -90, "first_upright": upright[0]},
+        "vfr.mp4": {"size": (width, height), "times": times},
+    }

@@ -1,6 +1,13 @@
 import pytest
 
-from engine.config import JobConfig, build_stages, colocated_groups, load_job_config, parse_set_flags, stage_configs
+from engine.config import (
+    JobConfig,
+    build_stages,
+    colocated_groups,
+    load_job_config,
+    parse_set_flags,
+    stage_configs,
+)
 from engine.errors import UserError
 
 

@@ -21,13 +21,19 @@ def motion_answer(caption: str) -> dict:
                 {"category": "MR", "question": "Which way does the ball roll?", "options": ["right", "left", "up", "down"],
                  "answer": "B", "evidence": "rolls to the left"},
                 {"category": "RC", "question": "How many times does the ball bounce?",
-                 "options": ["once", "twice", "three times"], "answer": "B", "evidence": "Bounces  twice."},
+                 "options": ["once", "twice", "three times", "four times"], "answer": "B", "evidence": "Bounces  twice."},
                 {"category": "CM", "question": "How does the camera move?", "options": ["pans", "zooms", "static",
-                 "tilts"], "answer": "A", "evidence": "the camera pans"},  # not in the caption
-                {"category": "AO", "question": "What happens first?", "options": ["rolls", "bounces", "Rolls"],
+                 "tilts"], "answer": "A", "evidence": "the camera pans"},  # not asked: no camera here
+                {"category": "AO", "question": "What happens first?", "options": ["rolls", "bounces", "Rolls", "stops"],
                  "answer": "A", "evidence": "rolls"},  # options repeat
-                {"category": "MO", "question": "What rolls?", "options": ["ball", "cube", "cone"], "answer": "D",
-                 "evidence": "red ball"},  # D of three options
+                {"category": "MO", "question": "What rolls?", "options": ["ball", "cube", "cone"], "answer": "A",
+                 "evidence": "red ball"},  # three options
+                {"category": "MR", "question": "Does the ball roll?", "options": ["yes", "no", "maybe", "never"],
+                 "answer": "A", "evidence": "rolls"},  # a second MR
+                {"category": "ZZ", "question": "What is this?", "options": ["a", "b", "c", "d"], "answer": "A",
+                 "evidence": "ball"},  # no such category
+                {"category": "LM", "question": "Where does the ball end?", "options": ["left", "right", "up", "down"],
+                 "answer": "A", "evidence": "ends at the wall"},  # not in the caption
             ],
             "sft": [{"question": "How does the ball move?", "answer": "It rolls left.", "rationale": "The caption says so."}],
             "preferences": [
@@ -46,7 +52,7 @@ def object_answer(prompt: str) -> dict:
          "answer": "A", "evidence": "red ball"},
         {"category": "future", "question": "Where will [7] go?", "options": ["a", "b", "c", "d"], "answer": "A",
          "evidence": "red"},
-        {"category": "reasoning", "question": "Why does it bounce?", "options": ["x", "y", "z"], "answer": "A",
+        {"category": "reasoning", "question": "Why does it bounce?", "options": ["x", "y", "z", "w"], "answer": "A",
          "evidence": "red"},
     ]}
 
@@ -81,12 +87,15 @@ def test_motion_questions_grounded_in_their_caption(dataset):
     assert set(by_category) == {"MR", "RC", "LM"}
     assert by_category["MR"].caption_id == dataset.captions["motion_v"].caption_id
     assert by_category["LM"].caption_id == dataset.captions["motion_f"].caption_id
-    assert len(by_category["RC"].options) == 3
+    assert all(len(q.options) == 4 for q in mcqs)
     for q in mcqs:
         caption = VIRTUAL_CAPTION if q.clip_id == dataset.clips["virtual"].clip_id else FOLDER_CAPTION
         assert q.evidence.lower().replace("  ", " ").strip(".") in caption.lower()
         assert q.source == "llm" and q.object_ids == []
-    assert reasons(out) == ["answer_out_of_range", "duplicate_options", "identical_pair", "ungrounded_answer"]
+    assert reasons(out) == ["category_not_asked", "duplicate_category", "duplicate_options", "identical_pair",
+                            *["missing_category"] * 5, "ungrounded_answer", "unknown_category", "wrong_option_count"]
+    missing = {r.detail.split()[0] for r in out.rejections if r.reason == "missing_category"}
+    assert missing == {"LM", "AO", "MO", "MR"}  # virtual: LM, AO, MO; folder: MR, MO
     assert validate_rows("mcqs", mcqs, "t")[1] == []
 
 
@@ -94,15 +103,33 @@ def test_sft_and_preferences_with_error_type(dataset):
     out, _ = run(dataset, object_questions=False)
     [sft] = out.rows["sft"]
     assert sft.answer == "It rolls left. The caption says so."
-    [pair] = out.rows["preferences"]
-    assert pair.error_type == "wrong_direction" and pair.chosen != pair.rejected
+    pairs = {p.question: p for p in out.rows["preferences"]}  # one per grounded question, by rule
+    mcqs = {q.question: q for q in out.rows["mcqs"]}
+    assert set(pairs) == set(mcqs)
+    assert [(p.chosen, p.rejected, p.error_type) for p in (pairs["Which way does the ball roll?"],
+            pairs["How many times does the ball bounce?"], pairs["Where does the dog run?"])] == [
+        ("Left.", "Right.", "wrong_direction"), ("Twice.", "Three times.", "wrong_count"),
+        ("Right.", "Left.", "wrong_direction")]
+    assert all(p.question_id == mcqs[p.question].question_id and "caption" not in p.chosen.lower()
+               for p in pairs.values())
+
+
+def test_four_option_letters_follow_the_shard_rotation(dataset):
+    out, _ = run(dataset)
+    four = sorted((q for q in out.rows["mcqs"] if len(q.options) == 4), key=lambda q: q.question_id)
+    for category in {q.category for q in four}:
+        letters = [q.answer for q in four if q.category == category]
+        start = "ABCD".index(letters[0])
+        assert letters == ["ABCD"[(start + i) % 4] for i in range(len(letters))]
+    for q in four:  # the model's correct option, wherever it now stands
+        assert q.options["ABCD".index(q.answer)] in ("left", "right", "red")
 
 
 def test_lineage_and_token_split(dataset):
     out, backend = run(dataset, object_questions=False)
     rows = [r for t in ("mcqs", "sft", "preferences") for r in out.rows[t]]
     assert {(r.agent, r.model, r.model_revision) for r in rows} == {("question_writer", "gpt-4o-test", "2024-08-06")}
-    assert {r.prompt_version.split("@")[0] for r in rows} == {"question_writer.motion.v1"}
+    assert {r.prompt_version.split("@")[0] for r in rows} == {"question_writer.motion.v2"}
     virtual_rows = [r for r in rows if r.clip_id == dataset.clips["virtual"].clip_id]
     first_call = backend.chat_batch([backend.requests[0]])[0]  # same request, same scripted answer
     assert sum(r.completion_tokens for r in virtual_rows) == first_call.completion_tokens
@@ -139,7 +166,8 @@ def test_manifest_caption_fallback_and_missing_caption(dataset):
     [lm] = out.rows["mcqs"]
     assert lm.caption_id == f"clip:{folder.clip_id}"
     virtual_clip = dataset.clips["virtual"].clip_id
-    assert [(r.reason, r.item_id) for r in out.rejections] == [("no_motion_caption", virtual_clip)]
+    assert [(r.reason, r.item_id) for r in out.rejections if r.reason != "missing_category"] == [
+        ("no_motion_caption", virtual_clip)]
 
 
 def test_ids_are_deterministic(dataset):

@@ -91,7 +91,7 @@ def test_tiny_local_model_refines(tmp_path, monkeypatch):
 
 def test_fingerprint_ignores_how_the_model_is_reached():
     base = CaptionRefiner({})
-    moved = CaptionRefiner({"chat": {"backend": "openai", "model": "gpt-4o", "base_url": "http://h:1/v1",
+    moved = CaptionRefiner({"chat": {"backend": "openai", "model": "gpt-4.1", "base_url": "http://h:1/v1",
                                      "concurrency": 32, "timeout_s": 5, "max_retries": 9}})
     other = CaptionRefiner({"chat": {"backend": "openai", "model": "gpt-4o-mini"}})
     assert base.fingerprint() == moved.fingerprint() != other.fingerprint()

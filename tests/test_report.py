@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -19,7 +20,13 @@ from PIL import Image
 
 from engine.report import build_report
 from engine.run import main as cli
-from tests.helpers_audit import DatasetRows, add_clip, add_object, healthy_dataset, square_masks
+from schemas import CaptionRow, stable_id
+from tests.helpers_audit import LINEAGE, DatasetRows, add_clip, add_object, healthy_dataset, square_masks
+
+LONG_CAPTION = ("The red square glides from the left edge toward the centre, pauses beside the blue square, "
+                "then slides away again while the camera holds still " * 3
+                + "(source: https://example.org/a/very/long/path/without/any/breaking/opportunity/whatsoever/"
+                  "clip-0001-red-square-and-blue-square-sliding-across-a-gradient.mp4)")
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -36,6 +43,13 @@ def site(tmp_path_factory) -> Path:
     add_object(data, data.clips[0].clip_id, "flickering blob", flicker, verdict="reject")
     lost = add_clip(data, 9, ["green square"])
     data.tables["clips"][-1] = lost.model_copy(update={"video_path": "videos/gone.mp4"})
+    wordy = data.clips[1]  # a manifest-like caption that is long, with an unbroken URL in it
+    data.tables["clips"][1] = wordy.model_copy(update={"caption": LONG_CAPTION})
+    for kind in ("refined_detailed", "refined_short"):
+        data.add("captions", CaptionRow.build(
+            LINEAGE, caption_id=stable_id("cap", wordy.clip_id, kind), clip_id=wordy.clip_id,
+            object_id=stable_id("obj", wordy.clip_id, "red square", "0"), kind=kind,
+            text=f"{kind}: " + LONG_CAPTION, source="refiner"))
     data.write()
     return build_report(data.root, base / "site", clips=20).parent
 
@@ -80,6 +94,49 @@ def test_gallery_shows_annotations_and_survives_a_missing_video(site):
         frame = np.asarray(image.convert("RGB"))
     # the first object's tint (red, alpha 0.45 over the red square) is visible in the frame
     assert (np.abs(frame.astype(int) - (240, 60, 60)).sum(axis=2) < 60).sum() > 100
+
+
+def test_gallery_shows_every_caption_of_a_clip_with_its_kind(site):
+    gallery = (site / "gallery.html").read_text()
+    card = next(c for c in gallery.split('<article class="card"') if "very/long/path" in c)
+    kinds = re.findall(r'<li data-kind="(\w+)">', card)
+    assert kinds == ["source", "motion", "object_detailed", "object_detailed", "refined_detailed",
+                     "refined_short"], kinds  # clip-level first, then each object (blue, red) from raw to refined
+    assert card.count("very/long/path") == 3  # the source caption and both refined ones, in full
+    assert '<span class="kind" title="written by test">object_detailed &middot; blue square</span>' in card
+    assert '<span class="kind" title="written by virtual">source &middot; virtual</span>' in card  # clip level: who wrote it
+
+
+def test_plots_count_in_whole_numbers_and_keep_caption_kinds_apart(site, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from engine.audit import AuditDatabase
+    from engine.report import plots
+
+    db = AuditDatabase(site.parent / "ds")
+    try:
+        panels = {name: (panel, panel.query(db)) for name, _, panel in plots._PANELS}
+    finally:
+        db.close()
+    panel, records = panels["questions_per_video"]
+    assert all(float(r["bin"]).is_integer() and float(r["width"]).is_integer() for r in records)
+    for name, (panel, records) in panels.items():
+        fig, ax = plt.subplots()
+        panel.draw(ax, records)
+        plots._whole_numbers(ax, panel.integer_axes)
+        fig.canvas.draw()
+        for axis in panel.integer_axes:
+            ticks = getattr(ax, f"get_{axis}ticks")()
+            assert all(float(t).is_integer() for t in ticks), (name, axis, ticks)
+        if name == "caption_lengths":  # one row per kind: four kinds of equal length are four rows
+            labels = [t.get_text().split(" (")[0] for t in ax.get_yticklabels()]
+            assert labels == ["motion", "object_detailed", "refined_detailed", "refined_short"]
+            rows = {round(y) for c in ax.collections for y in c.get_offsets()[:, 1]}
+            assert rows == {1, 2, 3, 4}
+        plt.close(fig)
 
 
 def test_report_of_a_partial_dataset(tmp_path, capsys):
@@ -220,6 +277,37 @@ def test_overview_screenshot_is_not_blank(site, browser, tmp_path):
     assert pixels.shape[1] == 1280
     assert pixels.std() > 20
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200  # text, status badges, plots
+
+
+# Elements whose box leaves their card (or plot frame), and how far the page scrolls sideways.
+_OVERFLOW = """(() => {
+  const out = [];
+  for (const box of document.querySelectorAll('.card, .plots figure, .count')) {
+    const outer = box.getBoundingClientRect();
+    for (const el of box.querySelectorAll('*')) {
+      const r = el.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue;
+      if (r.left < outer.left - 1 || r.right > outer.right + 1)
+        out.push(`${el.tagName}.${el.className} ${Math.round(r.left)}-${Math.round(r.right)} outside `
+                 + `${Math.round(outer.left)}-${Math.round(outer.right)}`);
+    }
+  }
+  return {outside: out, sideways: document.documentElement.scrollWidth - window.innerWidth,
+          boxes: document.querySelectorAll('.card, .plots figure').length};
+})()"""
+
+
+@pytest.mark.parametrize("page, boxes", [("index.html", 6), ("gallery.html", 6)])
+def test_screenshots_show_nothing_outside_its_card(site, browser, page, boxes):
+    browser.open((site / page).as_uri())
+    png = browser.screenshot()
+    (site / page.replace(".html", ".png")).write_bytes(png)  # kept beside the site for a look
+    found = browser.evaluate(_OVERFLOW)
+    assert found["boxes"] == boxes
+    assert found["outside"] == [], found["outside"][:5]
+    assert found["sideways"] <= 0
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert pixels.shape[1] == 1280 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200
 
 
 def test_gallery_filters_in_the_browser(site, browser):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from engine.run import main as cli
-from engine.score import load_gold, parse_letter, score
+from engine.score import load_gold, load_predictions, parse_letter, score
 
 OPTIONS = {"A": "left", "B": "to the right", "C": "jumps", "D": "stays still"}
 
@@ -70,6 +70,9 @@ def test_bad_inputs_are_user_errors(tmp_path, capsys):
     gold = tmp_path / "gold.jsonl"
     gold.write_text(json.dumps(gold_lines()[0]))
     assert cli(["score", "--gold", str(gold), "--pred", str(pred)]) == 2
+    assert "has no uid" in capsys.readouterr().err
+    pred.write_text("42")
+    assert cli(["score", "--gold", str(gold), "--pred", str(pred)]) == 2
     assert "JSON object" in capsys.readouterr().err
 
 
@@ -78,10 +81,38 @@ def test_scores_an_export_roundtrip(tmp_path, capsys):
     from tests.helpers_dataset import write_dataset
 
     write_dataset(tmp_path / "ds")
-    export(tmp_path / "ds", "motionbench", tmp_path / "mb")
+    export(tmp_path / "ds", "motionbench", tmp_path / "mb", media="none")
     lines = [json.loads(x) for x in (tmp_path / "mb" / "motionbench.jsonl").read_text().splitlines()]
     perfect = {qa["uid"]: f"The answer is {qa['answer']}." for line in lines for qa in line["qa"]}
     pred = tmp_path / "pred.json"
     pred.write_text(json.dumps(perfect))
     assert cli(["score", "--gold", str(tmp_path / "mb" / "motionbench.jsonl"), "--pred", str(pred), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("text", ["<answer>C</answer>", "<think>A dog runs left</think>\n<answer> (c) jumps</answer>",
+                                  "<answer>C. jumps</answer>"])
+def test_parse_letter_reads_answer_tags(text):
+    assert parse_letter(text, OPTIONS) == "C"
+
+
+def test_prediction_shapes_unparsed_and_unknown_ids(tmp_path, capsys):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("\n".join(json.dumps(line) for line in gold_lines()) + "\n")
+    shapes = {
+        "answer_file.json": json.dumps({"1": "C", "2": "A", "3": "no idea", "9": "B"}),
+        "records.json": json.dumps([{"uid": "1", "prediction": "<answer>C</answer>"}, {"question_id": "2", "answer": "A"},
+                                    {"id": "3", "response": "no idea"}, {"uid": "9", "answer": "B"}]),
+        "records.jsonl": "\n".join(json.dumps(r) for r in [{"uid": 1, "output": "(C)"}, {"uid": 2, "text": "a"},
+                                                            {"uid": 3, "text": "no idea"}, {"uid": 9, "text": "B"}]),
+        "nested.json": json.dumps({"1": {"answer": "C"}, "2": {"response": "The answer is A"}, "3": {"text": "?"},
+                                   "9": {"answer": "B"}}),
+    }
+    for name, text in shapes.items():
+        (tmp_path / name).write_text(text)
+        result = score(load_gold(gold), load_predictions(tmp_path / name))
+        assert (result.overall.correct, result.overall.unparsed, result.overall.missing) == (2, 1, 1), name
+        assert result.unknown_ids == ["9"], name
+    assert cli(["score", "--gold", str(gold), "--pred", str(tmp_path / "answer_file.json")]) == 0
+    out = capsys.readouterr().out
+    assert "1 predictions could not be read" in out and "ids the gold file does not hold" in out and "9" in out

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from agents.visual_prompts import contour_overlay, motion_trails, render, spotlight
+from agents.visual_prompts import blur_windows, contour_overlay, motion_trails, render, spotlight
 
 H, W, T, SIDE = 96, 160, 10, 16
 
@@ -80,3 +80,17 @@ def test_render_rejects_unknown_kinds():
     assert render("spotlight", frames, masks).shape == frames.shape
     with pytest.raises(ValueError):
         render("glow", frames, masks)
+
+
+def test_trails_blend_consecutive_windows_not_the_sampled_frames():
+    frames, masks = _scene()
+    windows = blur_windows([0, 3, 9], history=7)
+    assert windows == [[0], [0, 1, 2, 3], list(range(2, 10))]  # consecutive, clipped at the first frame
+    shown = render("trails", frames[[0, 3, 9]], masks[[0, 3, 9]], [frames[w] for w in windows])
+    assert np.array_equal(shown[0], frames[0])
+    assert np.array_equal(shown[2], motion_trails(frames[2:10])[-1])  # the trail of the 7 frames before
+    weights = 0.65 ** np.arange(4)
+    expected = np.tensordot(weights, frames[[3, 2, 1, 0]].astype(np.float32), axes=1) / weights.sum()
+    assert np.abs(shown[1].astype(float) - expected).max() <= 1
+    with pytest.raises(ValueError, match="consecutive"):
+        render("trails", frames, masks)

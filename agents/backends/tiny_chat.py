@@ -22,12 +22,13 @@ SPECIAL_TOKENS = [
     "<|video_pad|>",
 ]
 
-# Qwen2.5-VL's template, reduced to what the agents send: text and image parts.
+# Qwen2.5-VL's template, reduced to what the agents send: text, image and video parts.
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for part in message['content'] %}"
     "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
     "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -129,6 +130,87 @@ def build_qwen2_5_vl(folder: Path, seed: int) -> None:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)
     # Small images keep the tiny model fast: at most 8x8 patches of 14 px per image.
+    processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14,
+                                         merge_size=2, temporal_patch_size=2)
+    processor.save_pretrained(folder)
+
+
+@register_tiny("qwen3")
+def build_qwen3(folder: Path, seed: int) -> None:
+    """Qwen3 (the current Qwen text generation): per-head q/k norms and an explicit head_dim."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = _tokenizer(folder)
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(Qwen3Config(**_text_settings(tokenizer), head_dim=16))
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+
+
+@register_tiny("qwen3-vl")
+def build_qwen3_vl(folder: Path, seed: int) -> None:
+    """Qwen3-VL: 16 px patches, DeepStack features from two vision blocks, interleaved M-RoPE."""
+    import torch
+    from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    tokenizer = _tokenizer(folder)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = _text_settings(tokenizer) | {
+        "head_dim": 16,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
+                            "mrope_interleaved": True},
+    }
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config=dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=16,
+            spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=256,
+            deepstack_visual_indexes=[0, 1],
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    # At most 8x8 patches of 16 px per image, as Qwen3-VL's processor would cut them.
+    processor = Qwen2VLImageProcessorPil(min_pixels=64 * 64, max_pixels=128 * 128, patch_size=16,
+                                         merge_size=2, temporal_patch_size=2)
+    processor.save_pretrained(folder)
+
+
+@register_tiny("qwen2-vl")
+def build_qwen2_vl(folder: Path, seed: int) -> None:
+    """Qwen2-VL (the VLM of the Qwen2 generation, for the videorefer Reviewer in VLM mode)."""
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    tokenizer = _tokenizer(folder)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = _text_settings(tokenizer) | {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                                            "mrope_section": [2, 3, 3]}}
+    config = Qwen2VLConfig(
+        text_config=text,
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
     processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14,
                                          merge_size=2, temporal_patch_size=2)
     processor.save_pretrained(folder)

@@ -184,3 +184,60 @@ def build_sam2_video(folder: Path, seed: int) -> None:
         memory_fuser_embed_dim=hidden, memory_fuser_intermediate_dim=64, max_object_pointers_in_encoder=4,
     )
     Sam2VideoModel(config).eval().save_pretrained(folder)
+
+
+SAM3_TINY_IMAGE_SIZE = 112  # 8 x 8 patches of 14 px (the real model: 1008 px, 72 x 72)
+
+
+def write_clip_tokenizer(folder: Path, vocab_size: int) -> dict[str, int]:
+    """A CLIP byte-level BPE tokenizer with no merges (every word is spelled in characters), the
+    kind SAM 3's text encoder reads; returns the special token ids."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    tokens = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
+    if len(tokens) > vocab_size:
+        raise ValueError(f"a CLIP vocabulary needs {len(tokens)} ids, the text model has {vocab_size}")
+    tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[])
+    tokenizer.model_max_length = 32
+    tokenizer.save_pretrained(folder)
+    return {"bos": 0, "eos": 1}
+
+
+@register_tiny("sam3-video")
+def build_sam3_video(folder: Path, seed: int) -> None:
+    """SAM 3 video (`Sam3VideoModel`): the text-prompted DETR detector and the SAM 2 style tracker
+    sharing one ViT backbone. Thresholds stay at the real defaults: callers lower them for random
+    weights, as they would tune them for real ones. The hot-start delay is short but on, so the
+    buffering and removal logic runs."""
+    from transformers import Sam3Config, Sam3TrackerVideoConfig, Sam3VideoConfig, Sam3VideoModel
+
+    _seed(seed)
+    size, patch, hidden, vocab = SAM3_TINY_IMAGE_SIZE, 14, 128, 600
+    special = write_clip_tokenizer(folder, vocab)
+    backbone = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=2, image_size=size, patch_size=patch, window_size=4,
+                    global_attn_indexes=[1], pretrain_image_size=size)
+    vision = dict(model_type="sam3_vision_model", backbone_config=backbone, fpn_hidden_size=hidden)
+    text = dict(model_type="clip_text_model", vocab_size=vocab, hidden_size=32, intermediate_size=64,
+                projection_dim=32, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
+                bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special["eos"])
+    small = dict(hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=64)
+    detector = Sam3Config(
+        vision_config=vision, text_config=text, geometry_encoder_config=small, detr_encoder_config=small,
+        detr_decoder_config=small | {"num_queries": 8},
+        mask_decoder_config=dict(hidden_size=hidden, num_upsampling_stages=2),
+    )
+    tracker = Sam3TrackerVideoConfig(
+        vision_config=vision,
+        prompt_encoder_config=dict(hidden_size=hidden, image_size=size, patch_size=patch),
+        mask_decoder_config=dict(hidden_size=hidden, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=hidden),
+        image_size=size, num_maskmem=3, memory_attention_hidden_size=hidden, memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=64, memory_encoder_hidden_size=hidden,
+        mask_downsampler_embed_dim=hidden, memory_fuser_embed_dim=hidden, memory_fuser_intermediate_dim=64,
+        max_object_pointers_in_encoder=4,
+    )
+    config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker, low_res_mask_size=4 * size // patch,
+                             hotstart_delay=2, hotstart_unmatch_thresh=2, hotstart_dup_thresh=2)
+    Sam3VideoModel(config).eval().save_pretrained(folder)

@@ -4,7 +4,8 @@ One question per category per clip, where the scene supports it:
 - MR (motion recognition): which kind of motion an object makes (moves in a straight line, spins
   clockwise / counterclockwise, bounces, stays still). For an object with two actions only two
   kinds are left that it does not make ("stays still" is never a distractor for a mover, since a
-  mover is still before and after its action), so it gets three options.
+  mover is still before and after its action), so a motion the renderer never makes fills the
+  fourth option.
 - LM (location-related motion): the direction an object moves across the background; in a scene
   where nothing translates, where one object ends up relative to another (asked only for a pair
   clearly separated along one axis; otherwise skipped).
@@ -17,8 +18,8 @@ One question per category per clip, where the scene supports it:
   turn count is not asked: a symmetric shape's full turn is not countable by eye).
 
 Every choice (target object, distractors, option order) comes from a generator seeded by
-(seed, clip, category), so a question is the same run after run, while the answer's position is
-uniform over the letters across a dataset.
+(seed, clip, category), so a question is the same run after run; where the correct option of a
+four-option question finally stands is decided by the template writer's letter rotation.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ MOVES_STRAIGHT = "moves in a straight line"
 BOUNCES = "bounces up and down"
 STAYS_STILL = "stays still"
 MOTION_KINDS = (MOVES_STRAIGHT, "spins clockwise", "spins counterclockwise", BOUNCES, STAYS_STILL)
+# Motions the renderer never makes: distractors only when a two-action mover leaves too few others.
+NEVER_KINDS = ("moves in a circle", "shakes from side to side")
 DIRECTION_PHRASES = {
     "left": "to the left",
     "right": "to the right",
@@ -99,8 +102,8 @@ def template_questions(
 
 def _finish(category: str, draft: _Draft, rng: random.Random) -> TemplateQuestion:
     options = [draft.correct, *draft.distractors]
-    if len(set(options)) != len(options) or not 3 <= len(options) <= 4:
-        raise ValueError(f"{category}: options must be 3-4 distinct strings, got {options}")
+    if len(set(options)) != len(options) or len(options) != 4:
+        raise ValueError(f"{category}: options must be 4 distinct strings, got {options}")
     rng.shuffle(options)
     return TemplateQuestion(
         category=category, question=draft.question, options=options,
@@ -121,7 +124,9 @@ def _mr(spec: SceneSpec, objects: list[SceneObject], rng: random.Random) -> _Dra
     kinds = {motion_kind(a) for a in obj.actions}
     correct = motion_kind(rng.choice(obj.actions)) if obj.actions else STAYS_STILL
     excluded = kinds | {STAYS_STILL} if obj.actions else {STAYS_STILL}
-    distractors = _pick(rng, [k for k in MOTION_KINDS if k not in excluded], 3)
+    pool = [k for k in MOTION_KINDS if k not in excluded]
+    distractors = _pick(rng, pool, 3)
+    distractors += _pick(rng, NEVER_KINDS, 3 - len(distractors))
     return _Draft(f"Which motion does the {obj.label} make in the scene?", correct, distractors,
                   [obj.index], f"{obj.label}: {', '.join(sorted(kinds)) or STAYS_STILL}")
 

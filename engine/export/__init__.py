@@ -6,7 +6,10 @@ once, the same way for every format:
 - options are exported as stored: the question writer balanced the letters when it wrote them;
 - questions that repeat another question of the dataset (normalised text, same options) are left
   out here: the `mcq_filters` stage only sees one shard, so this is where dataset-wide dedup ends;
-- objects whose review rejected them are never exported, nor captions or questions about them.
+- objects whose review rejected them are never exported, nor captions or questions about them;
+  objects a reviewer accepted are exported as `reviewed`, ground-truth objects of virtual scenes
+  (exact by construction, never reviewed) as `ground_truth`;
+- every path in a record is relative to the export folder (media placed by `engine.export.media`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.export.media import MEDIA_MODES, ClipMedia, MediaPlacer
+from engine.output_folder import open_output_folder, output_path
 from engine.store import DatasetStore
 
+GROUND_TRUTH_SOURCE = "virtual"  # objects.source of ground-truth masklets
 FORMATS = ("videorefer", "motionbench", "sft", "dpo", "hf")
 LETTERS = "ABCD"
 MOTION_CATEGORY_NAMES = {
@@ -51,6 +57,12 @@ class ExportReport:
     written: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)  # reason -> count
     problems: list[str] = field(default_factory=list)  # first few invalid records, for the user
+    notes: list[str] = field(default_factory=list)  # why a count is zero, what the media mode did
+
+    def explain_zero(self, key: str, why: str) -> None:
+        if not self.written.get(key):
+            self.written[key] = 0
+            self.notes.append(f"{key} 0: {why}")
 
     def skip(self, reason: str, detail: str = "") -> None:
         self.skipped[reason] += 1
@@ -59,15 +71,17 @@ class ExportReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "files": self.files, "written": dict(self.written),
-                "skipped": dict(self.skipped), "problems": self.problems}
+                "skipped": dict(self.skipped), "problems": self.problems, "notes": self.notes}
 
 
 class ExportView:
     """The exportable part of a dataset, as plain dicts (see the module docstring for the rules)."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, out: str | Path | None = None, media: str = "link"):
         self.store = DatasetStore(root, create=False)
         self.root = self.store.root
+        self.media = MediaPlacer(self.root, Path(out) if out is not None else self.root, media)
+        self._exported_objects: list[dict] | None = None
         read = lambda t: self.store.read_table(t).to_pylist()  # noqa: E731
         self.clips = {c["clip_id"]: c for c in read("clips")}
         self.rejected_objects = {r["object_id"] for r in read("reviews") if r["verdict"] == "reject"}
@@ -112,10 +126,26 @@ class ExportView:
         candidates.sort(key=lambda c: (ranked[c["kind"]], c["caption_id"]))
         return candidates[0]["text"] if candidates else None
 
-    def reviewed_objects(self) -> list[dict]:
-        """Objects an agent produced and a reviewer accepted (ground-truth objects are not exported)."""
+    def exported_objects(self) -> list[dict]:
+        """Objects a reviewer accepted and ground-truth objects, each with its `provenance`."""
+        if self._exported_objects is None:
+            self._exported_objects = self._find_exported_objects()
+        return self._exported_objects
+
+    def _find_exported_objects(self) -> list[dict]:
         accepted = {r["object_id"] for r in self.store.read_table("reviews").to_pylist() if r["verdict"] == "accept"}
-        return [o for oid, o in sorted(self.objects.items()) if oid in accepted]
+        out = []
+        for oid, obj in sorted(self.objects.items()):
+            if obj["source"] == GROUND_TRUTH_SOURCE:
+                out.append({**obj, "provenance": "ground_truth"})
+            elif oid in accepted:
+                out.append({**obj, "provenance": "reviewed"})
+        return out
+
+    def clip_media(self, clip_id: str) -> ClipMedia | None:
+        """Where this export's records find the clip's video (placing the file on first use); None
+        when the video cannot be read: records of that clip are left out as `video_missing`."""
+        return self.media.place(self.clips[clip_id])
 
     def lineage_models(self) -> list[dict]:
         """Distinct (agent, model, revision, prompt) across every table, for dataset cards."""
@@ -137,28 +167,46 @@ def answer_text(question: dict) -> str:
     return question["options"][LETTERS.index(question["answer"])]
 
 
-def write_json(path: Path, payload: Any) -> None:
+def write_json(out: Path, name: str, payload: Any, report: ExportReport | None = None) -> Path:
+    """Write `payload` as `out/name` (checked to stay inside `out`), noting the file in `report`."""
+    path = output_path(out, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
+    if report is not None:
+        report.files.append(name)
+    return path
 
 
-def write_jsonl(path: Path, records: list[dict]) -> None:
+def write_jsonl(out: Path, name: str, records: list[dict], report: ExportReport | None = None) -> Path:
+    path = output_path(out, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    if report is not None:
+        report.files.append(name)
+    return path
 
 
-def export(dataset: str | Path, fmt: str, to: str | Path) -> ExportReport:
-    """Export `dataset` as `fmt` into the folder `to`; returns what was written and skipped."""
+def export(dataset: str | Path, fmt: str, to: str | Path, media: str = "link") -> ExportReport:
+    """Export `dataset` as `fmt` into the folder `to` with its media placed by `media`
+    (link | copy | none); returns what was written, what was left out and why."""
     from engine.export import hf, motionbench, training, videorefer
 
+    if media not in MEDIA_MODES:
+        raise ValueError(f"media must be one of {MEDIA_MODES}")
     writers = {"videorefer": videorefer.export, "motionbench": motionbench.export, "sft": training.export_sft,
                "dpo": training.export_dpo, "hf": hf.export}
-    view = ExportView(dataset)
-    out = Path(to)
-    out.mkdir(parents=True, exist_ok=True)
+    out = open_output_folder(to)
+    view = ExportView(dataset, out, media)
     report = writers[fmt](view, out)
     report.skipped.update(view.report_counts)
-    write_json(out / f"export-{fmt}.json", report.to_dict())
+    media_counts = {k: v for k, v in view.media.counts.items() if v}
+    if media_counts:
+        report.written.update({f"media_{k}": v for k, v in media_counts.items()})
+    for clip_id, why in sorted(view.media.missing.items())[:5]:
+        report.problems.append(f"video_missing: clip {clip_id}: {why}")
+    if media == "none" and view.media.placed:
+        report.notes.append(f"media none: `video` paths are relative to the dataset root {view.root}")
+    write_json(out, f"export-{fmt}.json", report.to_dict())
     return report

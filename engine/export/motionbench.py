@@ -1,11 +1,19 @@
-"""MotionBench JSONL: one line per video, its questions with the options inside the text.
+"""MotionBench files: the official layout, our richer per-video file, and an answer-file template.
 
-`motionbench.jsonl` lines: `{"key", "video_path", "question_type", "video_type", "video_info":
-{"duration", "fps", "resolution"}, "qa": [{"uid", "question", "answer", "start", "end",
-"question_type", "flags"}]}`. MotionBench keys one category per video; ours may hold several, so
-each qa also carries its own `question_type` (the video-level one lists them joined by ", ") and the
-scorer reads the qa-level one first. `predictions-template.json` is `{uid: ""}` for every question,
-the shape MotionBench takes submissions in.
+- `video_info.meta.jsonl`: MotionBench's own meta layout with ONE question per line, so its
+  official scorer (`motionbench/metrics/compute_accuracy.py`) runs on it unchanged: that scorer
+  wraps the line's `question_type` in a list for every answered question (a second answered
+  question on a line crashes it) and counts the line's `question_type` string as the category.
+  Lines: `{"key", "video_path", "question_type", "video_type", "video_info": {"duration", "fps",
+  "resolution"}, "qa": [{"uid", "question", "answer", "start", "end"}]}`, options inside the
+  question text ("...\\nA. ...\\nB. ...").
+- `motionbench.jsonl`: one line per video with all its questions; each qa carries its own
+  `question_type`, `category`, `source` and quality `flags` (read by `engine.run score`, not by the
+  official scorer).
+- `predictions-template.json`: MotionBench's answer-file format `{uid: letter}`, letters empty.
+
+`video_path` is relative to the export folder (see `engine.export.media`); `start` / `end` are
+seconds into that file.
 """
 
 from __future__ import annotations
@@ -14,6 +22,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from engine.export import LETTERS, MOTION_CATEGORY_NAMES, ExportReport, ExportView, write_json, write_jsonl
+
+META_FILE = "video_info.meta.jsonl"
+PER_VIDEO_FILE = "motionbench.jsonl"
+TEMPLATE_FILE = "predictions-template.json"
 
 
 def question_text(question: str, options: list[str]) -> str:
@@ -26,25 +38,42 @@ def export(view: ExportView, out: Path) -> ExportReport:
     for q in view.mcqs:
         if q["category"] in MOTION_CATEGORY_NAMES:
             by_clip[q["clip_id"]].append(q)
-    lines = [video_line(view.clips[clip_id], questions) for clip_id, questions in sorted(by_clip.items())]
-    uids = [qa["uid"] for line in lines for qa in line["qa"]]
-    write_jsonl(out / "motionbench.jsonl", lines)
-    write_json(out / "predictions-template.json", {uid: "" for uid in uids})
-    report.files += [str(out / "motionbench.jsonl"), str(out / "predictions-template.json")]
-    report.written.update(videos=len(lines), questions=len(uids))
-    # the letter balance as exported (the writer shuffled options as it wrote), for the user to see
-    report.written.update(Counter(f"answer_{qa['answer']}" for line in lines for qa in line["qa"]))
+        else:
+            report.skip("object_question_not_motionbench")
+    videos = []
+    for clip_id, questions in sorted(by_clip.items()):
+        if view.clip_media(clip_id) is None:
+            report.skipped["video_missing"] += len(questions)
+            continue
+        videos.append(video_line(view, clip_id, questions))
+    meta = [{**line, "question_type": qa["question_type"], "qa": [official_qa(qa)]}
+            for line in videos for qa in line["qa"]]
+    write_jsonl(out, META_FILE, meta, report)
+    write_jsonl(out, PER_VIDEO_FILE, videos, report)
+    write_json(out, TEMPLATE_FILE, {line["qa"][0]["uid"]: "" for line in meta}, report)
+    report.written.update(videos=len(videos), questions=len(meta))
+    report.written.update(Counter(f"answer_{line['qa'][0]['answer']}" for line in meta))
+    if not meta:
+        report.explain_zero("questions", "the dataset has no accepted motion question (MR, LM, CM, MO, AO, RC)"
+                            if not view.mcqs else "every accepted question is an object question (basic, "
+                            "reasoning, future): those go to the videorefer, sft and hf exports")
     return report
 
 
-def video_line(clip: dict, questions: list[dict]) -> dict:
-    start = clip["start"] if clip.get("start") is not None else 0.0
-    end = clip["end"] if clip.get("end") is not None else start + clip["duration"]
+def official_qa(qa: dict) -> dict:
+    return {k: qa[k] for k in ("uid", "question", "answer", "start", "end")}
+
+
+def video_line(view: ExportView, clip_id: str, questions: list[dict]) -> dict:
+    clip = view.clips[clip_id]
+    media = view.clip_media(clip_id)
+    start = media.frame_offset / clip["fps"]
+    end = start + clip["duration"]
     types = sorted({q["category"] for q in questions})
     return {
-        "key": clip["clip_id"],
-        "video_path": clip["video_path"],
-        "question_type": ", ".join(MOTION_CATEGORY_NAMES[t] for t in types),
+        "key": clip_id,
+        "video_path": media.video,
+        "question_type": [MOTION_CATEGORY_NAMES[t] for t in types],
         "video_type": clip["source"],
         "video_info": {"duration": clip["duration"], "fps": clip["fps"],
                        "resolution": f"{clip['width']}x{clip['height']}"},

@@ -25,12 +25,20 @@ def render_plots(db, folder: Path) -> list[dict]:
 
 
 class _Panel:
-    def __init__(self, sql: str, draw: Callable):
+    def __init__(self, sql: str, draw: Callable, integer_axes: str = "y"):
         self.sql = sql
         self.draw = draw
+        self.integer_axes = integer_axes  # axes that count things: ticks on whole numbers only
 
     def query(self, db) -> list[dict]:
         return db.query(self.sql).records()
+
+
+def _whole_numbers(ax, axes: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for name in axes:
+        getattr(ax, f"{name}axis").set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def _save(panel: _Panel, records: list[dict], title: str, path: Path) -> str:
@@ -38,6 +46,7 @@ def _save(panel: _Panel, records: list[dict], title: str, path: Path) -> str:
 
     fig, ax = plt.subplots(figsize=(4.8, 3.4), dpi=110)
     panel.draw(ax, records)
+    _whole_numbers(ax, panel.integer_axes)
     ax.set_title(title, fontsize=11, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
@@ -70,14 +79,32 @@ def _histogram(xlabel: str, ylabel: str):
 
 
 def _caption_lengths(ax, records):
-    kinds = sorted({r["kind"] for r in records})
-    for k, kind in enumerate(kinds):
-        rows = [r for r in records if r["kind"] == kind]
-        ax.plot([r["words"] for r in rows], [r["n"] for r in rows], marker="o", ms=3, color=PALETTE[k % len(PALETTE)],
-                label=kind)
+    """One box per kind (from quantiles computed in SQL), every caption a jittered dot when few, so
+    kinds of the same length never hide behind one another."""
+    import numpy as np
+
+    kinds = [r["kind"] for r in records]
+    stats = [{"label": f"{r['kind']} ({r['n']})", "whislo": r["lo"], "q1": r["q1"], "med": r["med"], "q3": r["q3"],
+              "whishi": r["hi"], "fliers": []} for r in records]
+    ax.bxp(stats, orientation="horizontal", showfliers=False, widths=0.6,
+           medianprops={"color": PALETTE[1], "linewidth": 2})
+    rng = np.random.default_rng(0)
+    for k, r in enumerate(records):
+        words = r["sample"] or []
+        ax.scatter(words, k + 1 + rng.uniform(-0.22, 0.22, len(words)), s=9, alpha=0.55,
+                   color=PALETTE[k % len(PALETTE)], linewidths=0, zorder=3)
+    ax.set_yticks(range(1, len(kinds) + 1), [s["label"] for s in stats], fontsize=8)
     ax.set_xlabel("words per caption")
-    ax.set_ylabel("captions")
-    ax.legend(frameon=False, fontsize=8)
+
+
+def _count_histogram(xlabel: str, ylabel: str):
+    """Counts on whole-number bins: one bar per value, or per run of values when the range is wide."""
+    def draw(ax, records):
+        ax.bar([r["bin"] + (r["width"] - 1) / 2 for r in records], [r["n"] for r in records],
+               width=[r["width"] * 0.85 for r in records], color=PALETTE[0])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    return draw
 
 
 def _bars(xlabel: str, horizontal: bool = False):
@@ -104,6 +131,20 @@ SELECT lo + w * least(floor((x - lo) / w), 19) AS bin, any_value(w) AS width, co
 FROM v, r GROUP BY ALL ORDER BY bin
 """
 
+# Whole-number bins (at most ~20) for counts.
+_INT_BINNED = """
+WITH v AS ({values}), r AS (SELECT min(x) AS lo, greatest(1, ceil((max(x) - min(x) + 1) / 20.0)) AS w FROM v)
+SELECT lo + w * floor((x - lo) / w) AS bin, any_value(w) AS width, count(*) AS n FROM v, r GROUP BY ALL ORDER BY bin
+"""
+
+# Quantiles per caption kind, and up to 300 lengths per kind for the dots.
+_CAPTION_WORDS = """
+WITH w AS (SELECT kind, len(regexp_split_to_array(trim(text), '\\s+')) AS words FROM captions)
+SELECT kind, count(*) AS n, min(words) AS lo, quantile_cont(words, 0.25) AS q1, median(words) AS med,
+       quantile_cont(words, 0.75) AS q3, max(words) AS hi, list(words ORDER BY hash(words, n_row))[:300] AS sample
+FROM (SELECT *, row_number() OVER () AS n_row FROM w) GROUP BY ALL ORDER BY kind
+"""
+
 _PANELS = [
     ("answers", "Answer letters (by number of options)", _Panel(
         "SELECT len(options) AS options, answer, count(*) AS questions FROM mcqs GROUP BY ALL ORDER BY ALL",
@@ -113,11 +154,11 @@ _PANELS = [
     ("durations", "Video durations", _Panel(
         _BINNED.format(values="SELECT duration AS x FROM clips"), _histogram("seconds", "clips"))),
     ("caption_lengths", "Annotation lengths per caption kind", _Panel(
-        "SELECT kind, len(regexp_split_to_array(trim(text), '\\s+')) AS words, count(*) AS n FROM captions "
-        "GROUP BY ALL ORDER BY kind, words", _caption_lengths)),
+        _CAPTION_WORDS, _caption_lengths, integer_axes="x")),
     ("questions_per_video", "Questions per video", _Panel(
-        _BINNED.format(values="SELECT count(*) AS x FROM mcqs GROUP BY clip_id"), _histogram("questions", "videos"))),
+        _INT_BINNED.format(values="SELECT count(*) AS x FROM mcqs GROUP BY clip_id"),
+        _count_histogram("questions", "videos"), integer_axes="xy")),
     ("rejections", "Rejection reasons", _Panel(
         "SELECT stage || ': ' || reason AS name, count(*) AS n FROM rejections GROUP BY ALL ORDER BY n DESC, name "
-        "LIMIT 15", _bars("rejections", horizontal=True))),
+        "LIMIT 15", _bars("rejections", horizontal=True), integer_axes="x")),
 ]

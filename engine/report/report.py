@@ -9,16 +9,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.audit import AuditDatabase, load_checks, run_check, worst
+from engine.output_folder import open_output_folder, output_path
 from engine.report.plots import render_plots
 from engine.report.previews import COLOURS, write_preview
 
 HERE = Path(__file__).resolve().parent
+WRITTEN = ("index.html", "gallery.html", "checks", "plots", "previews", "static")  # everything under --to
 
 
 def build_report(root: str | Path, out: str | Path, clips: int = 12) -> Path:
     """Write the report for the dataset at `root` into `out`; returns the overview page."""
-    root, out = Path(root), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    root, out = Path(root), open_output_folder(out)
+    for name in WRITTEN:  # refuse symlinks leading out of `out` before anything is removed or written
+        output_path(out, name)
     for folder in ("checks", "plots", "previews", "static"):
         shutil.rmtree(out / folder, ignore_errors=True)
     shutil.copytree(HERE / "static", out / "static")
@@ -82,8 +85,9 @@ def _gallery_cards(db, root: Path, folder: Path, limit: int) -> list[dict]:
         return []
     objects = _by_clip(db, "SELECT object_id, clip_id, label, frame_indices, masks FROM objects "
                            "WHERE clip_id IN (SELECT unnest(?)) ORDER BY object_id", ids)
-    captions = _by_clip(db, "SELECT c.clip_id, c.kind, c.text, o.label FROM captions c LEFT JOIN objects o "
-                            "USING (object_id) WHERE c.clip_id IN (SELECT unnest(?)) ORDER BY c.kind, o.label", ids)
+    captions = _by_clip(db, "SELECT c.clip_id, c.kind, c.text, o.label, c.agent FROM captions c LEFT JOIN objects o "
+                            "USING (object_id) WHERE c.clip_id IN (SELECT unnest(?)) "
+                            "ORDER BY o.label NULLS FIRST, c.object_id, c.kind, c.caption_id", ids)
     reviews = _by_clip(db, "SELECT r.clip_id, r.verdict, r.score, r.reason, r.model, o.label FROM reviews r "
                            "LEFT JOIN objects o USING (object_id) WHERE r.clip_id IN (SELECT unnest(?)) "
                            "ORDER BY o.label, r.review_id", ids)
@@ -110,6 +114,9 @@ def _card(root, folder, clip, objects, captions, reviews, mcqs) -> dict:
         preview, problem = None, f"no preview: {err}"
     for mcq in mcqs:
         mcq["letters"] = [chr(ord("A") + k) for k in range(len(mcq["options"]))]
+    captions = sorted(captions, key=_caption_order)
+    if clip.get("caption"):  # the source's own caption (a manifest's, or the rendered scene's description)
+        captions.insert(0, {"kind": "source", "text": clip["caption"], "label": None, "agent": clip["source"]})
     return {
         "clip": clip,
         "preview": preview,
@@ -123,6 +130,16 @@ def _card(root, folder, clip, objects, captions, reviews, mcqs) -> dict:
         "labels": sorted({o["label"] for o in objects}),
         "verdicts": sorted({r["verdict"] for r in reviews}) or ["unreviewed"],
     }
+
+
+_KIND_ORDER = ["clip", "motion", "object_detailed", "object_short", "refined_detailed", "refined_short"]
+
+
+def _caption_order(caption: dict) -> tuple:
+    """Clip-level captions first, then each object's captions from raw to refined."""
+    kind = caption["kind"]
+    rank = _KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER)
+    return (caption["label"] is not None, caption["label"] or "", rank, kind)
 
 
 def _filters(cards: list[dict]) -> dict[str, list[str]]:

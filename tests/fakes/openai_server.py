@@ -57,7 +57,8 @@ class RecordedCall:
 
 
 class FakeOpenAIServer:
-    """Chat completions on POST .../chat/completions; GET .../models lists `models`."""
+    """Chat completions on POST .../chat/completions; GET .../models lists `models`, GET
+    .../models/ID answers 404 for a model not in a non-empty `models` (unknown or retired)."""
 
     def __init__(self, responder: Callable[[dict[str, Any]], Behaviour] | None = None,
                  models: tuple[str, ...] = ()):
@@ -106,6 +107,13 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             if self.path.rstrip("/").endswith("/models"):
                 data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in server.models]
                 self._send_json(200, {"object": "list", "data": data})
+            elif "/models/" in self.path:  # retrieve one model: known when listed (or when nothing is listed)
+                model = self.path.split("/models/", 1)[1]
+                if not server.models or model in server.models:
+                    self._send_json(200, {"id": model, "object": "model", "created": 0, "owned_by": "fake"})
+                else:
+                    self._send_json(404, {"error": {"message": f"The model `{model}` does not exist",
+                                                    "type": "invalid_request_error", "code": "model_not_found"}})
             else:
                 self._send_json(404, {"error": {"message": f"no route {self.path}"}})
 
