@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: two equal prompts are still two sequences (and fields hold tensors)
 class Sequence:
     prompt_ids: list[int]
     budget: int
