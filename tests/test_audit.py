@@ -422,6 +422,7 @@ def test_an_empty_table_a_stage_should_have_filled_fails_instead_of_na(healthy):
 
 def test_strict_fails_on_captionless_videos(tmp_path, capsys):
     from agents.video import write_video
+    from engine.config import STAGE_CLASSES
     from tests.helpers_footage import FPS, object_segment
 
     videos = tmp_path / "videos"
@@ -429,7 +430,10 @@ def test_strict_fails_on_captionless_videos(tmp_path, capsys):
     for n in range(3):
         write_video(videos / f"v{n}.mp4", object_segment(n, 48, (200, 100, 50)), FPS)
     root = tmp_path / "ds"
-    assert cli(["build-motionvid-qa", "--dataset", str(root), "--source", str(videos), "--executor", "local"]) == 0
+    # without the motion captioner nothing writes a caption for footage that came without one
+    stages = ",".join(s for s in STAGE_CLASSES if s != "motion_captioner")
+    assert cli(["build-motionvid-qa", "--dataset", str(root), "--source", str(videos), "--executor", "local",
+                "--stages", stages]) == 0
     code, results = _strict(root, capsys)
     assert code == 1
     assert results["rows_per_table"].status == "pass"  # the clips are there; nothing else is
@@ -447,7 +451,8 @@ def test_strict_fails_when_every_model_stage_errored(tmp_path, capsys, monkeypat
     root = tmp_path / "ds"
     with FakeOpenAIServer(lambda body: Fail(500)) as server:
         flags = []
-        for stage in ("analyzer", "annotator", "reviewer", "refiner", "question_writer", "mcq_filters"):
+        for stage in ("motion_captioner", "analyzer", "annotator", "reviewer", "refiner", "question_writer",
+                      "mcq_filters"):
             for key, value in {"backend": "openai", "model": "fake-gpt", "base_url": server.base_url,
                                "max_retries": 0, "backoff_initial_s": 0.01, "backoff_max_s": 0.02}.items():
                 flags += ["--set", f"{stage}.chat.{key}={value}"]
