@@ -136,15 +136,6 @@ class ChatStage(Stage):
         return self.process_batch(batch)
 
     @property
-    def resources(self):
-        """A model served over HTTP runs on the server: the stage's own actors need no GPU,
-        whatever the placement gives the stage (a GPU placement is written for local models)."""
-        resources = self.config.resources
-        if self.config.chat.backend != "local" and resources.num_gpus:
-            return resources.model_copy(update={"num_gpus": 0.0})
-        return resources
-
-    @property
     def concurrent_shards(self) -> bool:
         """Remote models (API, Batch API, the instant fake) wait on the network: several shards
         may share the actor, within the backend's one `concurrency` limit."""

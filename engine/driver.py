@@ -54,9 +54,10 @@ class BuildOptions:
     stop: StopRequest | None = None
 
 
-def plan_build(pipeline: Pipeline, store: DatasetStore, source: str, options: BuildOptions) -> Plan:
+def plan_build(pipeline: Pipeline, store: DatasetStore, source: str, options: BuildOptions,
+               damaged: set[tuple[str, str]] | None = None) -> Plan:
     shards, removed = make_shards(store, iter_source(source), options.shard_size, options.prune)
-    plan = pipeline.plan(store, shards, options.retry_failed)
+    plan = pipeline.plan(store, shards, options.retry_failed, damaged)
     plan.removed = removed
     return plan
 
@@ -95,7 +96,7 @@ def execute(
                     if stop.count > 1 or not executor.in_flight():
                         break
                 while not stop.count and active < options.max_shards_in_flight and (shard := next(pending, None)):
-                    _submit(pipeline, executor, progress, shard, shard.start)
+                    _submit(pipeline, store, executor, progress, shard, shard.start)
                     active += 1
                 if active == 0:
                     break
@@ -111,12 +112,14 @@ def execute(
                     _drop_repeated_clips(result, owner, shard.shard_id)
                 _commit(store, pipeline, shard, task, result)
                 commits += 1
+                if commits % 1000 == 0:
+                    store.maybe_fold()  # start-up and planning then read one index, not a file per shard
                 if crash_after and commits >= crash_after:
                     os.kill(os.getpid(), signal.SIGKILL)
                 progress.finished_task(task.stage, _clip_count(task, shard), result.rejected, result.seconds,
                                        result.counters)
                 if task.stage_index + 1 < len(pipeline.stages) and not stop.count:
-                    _submit(pipeline, executor, progress, shard, task.stage_index + 1)
+                    _submit(pipeline, store, executor, progress, shard, task.stage_index + 1)
                 else:
                     active -= 1
     finally:
@@ -126,7 +129,8 @@ def execute(
     return {"commits": commits, "removed_shards": len(plan.removed)}
 
 
-def _submit(pipeline: Pipeline, executor: Any, progress: Progress, shard: Shard, index: int) -> None:
+def _submit(pipeline: Pipeline, store: DatasetStore, executor: Any, progress: Progress, shard: Shard,
+            index: int) -> None:
     stage = pipeline.stages[index]
     task = ShardTask(
         stage_index=index,
@@ -134,7 +138,7 @@ def _submit(pipeline: Pipeline, executor: Any, progress: Progress, shard: Shard,
         shard_id=shard.shard_id,
         fingerprint=pipeline.fingerprints(shard)[index],
         items=shard.items if index == 0 else [],
-        inputs=pipeline.inputs_for(index, shard.shard_id),
+        inputs=pipeline.inputs_for(index, shard.shard_id, store),
         clip_ids=list(shard.clip_ids),
     )
     executor.submit(task)
@@ -180,6 +184,7 @@ def _drop_repeated_clips(result: ShardResult, owner: dict[str, str], shard_id: s
     so a table never holds one clip_id twice."""
     import pyarrow.parquet as pq
 
+    from agents.ingest import repeat_item_id
     from engine.store import write_parquet
     from schemas import ClipRow, to_arrow
 
@@ -193,7 +198,7 @@ def _drop_repeated_clips(result: ShardResult, owner: dict[str, str], shard_id: s
     rejections = [RejectionRow.model_validate(r) for r in pq.read_table(staged.files["rejections"]).to_pylist()]
     for row in clips:
         if row.clip_id in repeated:
-            rejections.append(rejection("ingest", row.source_key, "duplicate_clip",
+            rejections.append(rejection("ingest", repeat_item_id(row, clips), "duplicate_clip",
                                         f"same content as a clip of shard {owner[row.clip_id]} (clip {row.clip_id})",
                                         row.clip_id))
     kept = [row for row in clips if row.clip_id not in repeated]

@@ -16,7 +16,7 @@ from typing import Any
 
 from agents.base import Batch, SourceItem, Stage, StageOutput
 from engine.dedup import excluded_clips, is_excluded
-from engine.store import DatasetStore, StagedShard
+from engine.store import DatasetStore, StagedShard, read_location
 from schemas import row_model, validate_rows
 from schemas.enums import RETRYABLE_REASONS
 
@@ -28,7 +28,7 @@ class ShardTask:
     shard_id: str
     fingerprint: str
     items: list[SourceItem] = field(default_factory=list)
-    inputs: dict[str, list[str]] = field(default_factory=dict)  # table -> committed files (relative)
+    inputs: dict[str, list[str]] = field(default_factory=dict)  # table -> committed locations (relative)
     clip_ids: list[str] = field(default_factory=list)
 
 
@@ -45,16 +45,14 @@ class ShardResult:
 
 
 def load_batch(root: Path, task: ShardTask) -> Batch:
-    import pyarrow.parquet as pq
-
     tables: dict[str, list[Any]] = {}
-    for table, files in task.inputs.items():
+    for table, locations in task.inputs.items():
         model = row_model(table)
         rows: list[Any] = []
-        for rel in files:
-            path = root / rel
-            if path.exists():
-                rows.extend(model.model_validate(r) for r in pq.read_table(path).to_pylist())
+        for location in locations:  # a shard file, or a row group of a compacted part
+            arrow = read_location(root, location, table)
+            if arrow is not None:
+                rows.extend(model.model_validate(r) for r in arrow.to_pylist())
         tables[table] = rows
     return Batch(root=root, items=list(task.items), tables=tables)
 

@@ -2,6 +2,8 @@
 load path (save_pretrained folder -> from_pretrained), batched generation and parsing."""
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -10,7 +12,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from agents.backends.chat import ChatModelConfig, ChatRequest, make_chat_backend
-from agents.backends.constrained import SchemaMachine, TokenTable
+from agents.backends.grammar import GrammarSet
 
 
 class Review(BaseModel):
@@ -85,16 +87,35 @@ def test_vision_model_reads_images_in_a_batch(tmp_path, monkeypatch):
 
 
 def test_schema_machine_forces_a_json_skeleton(text_backend):
-    table = TokenTable(text_backend._tokenizer)
-    eos = text_backend._tokenizer.eos_token_id
-    machine = SchemaMachine(Review.model_json_schema(), table, eos)
-    tokens = []
-    rng = np.random.default_rng(1)
-    while not machine.done:
-        allowed = np.flatnonzero(machine.allowed(len(table.safe)).numpy())
-        token = int(rng.choice(allowed))  # any allowed choice must stay valid JSON
-        tokens.append(token)
-        machine.advance(token)
-    answer = json.loads(text_backend._tokenizer.decode(tokens))
-    assert set(answer) == {"verdict", "score", "reason", "nouns"} and 1 <= len(answer["nouns"]) <= 3
-    assert Review.model_validate(answer)
+    grammars = GrammarSet(text_backend._tokenizer)
+    for seed in range(3):
+        machine = grammars.matcher(Review.model_json_schema(), budget=60)
+        tokens = []
+        rng = np.random.default_rng(seed)
+        while not machine.done:
+            allowed = np.flatnonzero(machine.allowed().numpy())
+            token = int(rng.choice(allowed))  # any allowed choice must stay valid JSON
+            tokens.append(token)
+            machine.advance(token)
+        answer = json.loads(text_backend._tokenizer.decode(tokens))
+        assert set(answer) == {"verdict", "score", "reason", "nouns"} and 1 <= len(answer["nouns"]) <= 3
+        assert Review.model_validate(answer)
+        assert len(tokens) < 60  # the longest answer the grammar allows fits the budget
+
+
+def test_requests_of_concurrent_shards_join_one_running_batch(tmp_path, monkeypatch):
+    monkeypatch.setenv("VDE_CACHE", str(tmp_path))
+    backend = make_chat_backend(ChatModelConfig(model="tiny:qwen2", max_new_tokens=64, concurrency=8))
+    backend.setup()
+    barrier = threading.Barrier(4)
+
+    def shard(k):  # one shard in flight on the actor: its own thread, two requests
+        barrier.wait()
+        return backend.chat_batch([_ask(f"shard {k} item {i}") for i in range(2)])
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = [r for batch in pool.map(shard, range(4)) for r in batch]
+    assert len(answers) == 8 and all(r.ok for r in answers), [r.detail for r in answers]
+    assert backend.loop.largest_batch > 2  # requests of several shards decoded in one forward pass
+    alone = backend.chat_batch([_ask("shard 2 item 1")])[0]
+    assert alone.text == answers[5].text  # joining a running batch does not change an answer

@@ -38,9 +38,10 @@ def test_placement_larger_than_the_cluster_is_named_in_one_sentence():
     with pytest.raises(NotReady) as caught:
         check_cluster(stages, groups, {"CPU": 512.0, "GPU": 2.0, "memory": 2.0**50})
     message = str(caught.value)
-    assert "placement: needs 19 GPUs (analyzer 1, segmentor 8, annotator 8, reviewer 2), the cluster has 2" in message
+    assert ("placement: needs 23 GPUs (motion_captioner 4, analyzer 1, segmentor 8, annotator 8, reviewer 2), "
+            "the cluster has 2") in message
     assert "--placement" in message and "--executor local" in message
-    check_cluster(stages, groups, {"CPU": 512.0, "GPU": 19.0, "memory": 2.0**50})  # fits: no error
+    check_cluster(stages, groups, {"CPU": 512.0, "GPU": 23.0, "memory": 2.0**50})  # fits: no error
 
 
 def test_missing_models_and_keys_name_stage_and_fix(tmp_path, monkeypatch):
@@ -52,7 +53,9 @@ def test_missing_models_and_keys_name_stage_and_fix(tmp_path, monkeypatch):
     with pytest.raises(NotReady) as caught:
         check_stages(stages)
     lines = str(caught.value).splitlines()
-    assert "analyzer: model Qwen/Qwen2.5-7B-Instruct is not on this machine: `hf download Qwen/Qwen2.5-7B-Instruct`" \
+    assert ("analyzer: model Qwen/Qwen3-4B-Instruct-2507 is not on this machine: "
+            "`hf download Qwen/Qwen3-4B-Instruct-2507`") in [line.strip() for line in lines]
+    assert "segmentor: video_model facebook/sam3 is not on this machine: `hf download facebook/sam3`" \
         in [line.strip() for line in lines]
     assert any(line.strip().startswith("refiner: $OPENAI_API_KEY is not set") for line in lines)
     assert not any("huggingface-cli" in line for line in lines)
