@@ -50,6 +50,7 @@ class Pipeline:
         if not stages or stages[0].name != "ingest":
             raise UserError("a pipeline starts with the ingest stage")
         self.stages = stages
+        self._stage_fingerprints: list[str] | None = None
         self._check_tables()
 
     @property
@@ -85,9 +86,11 @@ class Pipeline:
         }
 
     def fingerprints(self, shard: Shard) -> list[str]:
+        if self._stage_fingerprints is None:  # configs are fixed for a run: hash them once
+            self._stage_fingerprints = [stage.fingerprint() for stage in self.stages]
         chain, previous = [], shard.signature
-        for stage in self.stages:
-            previous = _hash(previous, stage.fingerprint())
+        for fingerprint in self._stage_fingerprints:
+            previous = _hash(previous, fingerprint)
             chain.append(previous)
         return chain
 
