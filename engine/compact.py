@@ -143,6 +143,8 @@ def needs_compaction(store: DatasetStore, min_loose_files: int = MIN_LOOSE_FILES
     """True when a table has many shard files, or a part holds rows a later commit replaced."""
     if any(len(store.table_files(t)) >= min_loose_files for t in TABLES):
         return True
+    if set(store.parts()) - _live_parts(store.state(), {}):  # a part whose every shard was recomputed
+        return True
     return any(store.table_version(t).partial for t in TABLES)
 
 
