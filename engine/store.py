@@ -273,6 +273,8 @@ class DatasetStore:
             state.setdefault(stage, {})[shard_id] = decode(record)
         meta = table.schema.metadata or {}
         parts = json.loads(meta.get(b"parts", b"{}"))
+        if any("offsets" in info for info in parts.values()):
+            _upgrade_group_locations(state, parts)
         return state, parts
 
     def parts(self) -> dict[str, dict[str, Any]]:
@@ -472,6 +474,22 @@ def read_location(root: Path, location: str | None, table: str | None = None,
         return pq.read_table(full, schema=schema)  # a file of an older schema
     except (OSError, pa.ArrowException) as err:
         raise _unreadable(full, err) from None
+
+
+def _upgrade_group_locations(state: dict, parts: dict) -> None:
+    """Parts written by the first compaction named a shard by row group (`part.parquet#3`) and kept
+    the groups' first rows (`offsets`); today a location is a row range (`part.parquet#120:40`)."""
+    for info in parts.values():
+        if "offsets" in info:
+            info.setdefault("rows", info["offsets"][-1])
+    for shards in state.values():
+        for record in shards.values():
+            for table, location in record.get("files", {}).items():
+                path, _, group = (location or "").partition("#")
+                offsets = parts.get(path, {}).get("offsets")
+                if group and ":" not in group and offsets:
+                    first, end = offsets[int(group)], offsets[int(group) + 1]
+                    record["files"][table] = f"{path}#{first}:{end - first}"
 
 
 def _read_span(part: pq.ParquetFile, span: tuple[int, int], columns: list[str] | None) -> pa.Table:
