@@ -116,6 +116,7 @@ def test_sft_and_dpo_records(fx, tmp_path):
     assert [r["conversations"][1]["value"] for r in sft if r["kind"] == "free_form"] == ["left."]
     region = next(r for r in sft if r["kind"] == "object_question" and r["category"] == "basic")
     assert len(region["annotation"]) == region["conversations"][0]["value"].count("<region>") == 1
+    assert region["provenance"] == ["reviewed"]
     by_question = {p["question_id"]: p for p in dpo}
     assert fx.ids["dropped_question"] not in by_question
     shuffled = by_question[fx.ids["shuffled_question"]]

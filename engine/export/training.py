@@ -95,7 +95,8 @@ def _mcq_record(view: ExportView, q: dict, report: ExportReport) -> dict | None:
         if human.count("<region>") != len(objects):
             report.skip("region_count_mismatch", q["question_id"])
             return None
-        extra.update(kind="object_question", object_ids=q["object_ids"], height=view.clips[q["clip_id"]]["height"],
+        extra.update(kind="object_question", object_ids=q["object_ids"], provenance=[o["provenance"] for o in objects],
+                     height=view.clips[q["clip_id"]]["height"],
                      width=view.clips[q["clip_id"]]["width"], annotation=[
                          {media.frame_key(f): {"segmentation": m} for f, m in zip(o["frame_indices"], o["masks"],
                                                                                   strict=True)} for o in objects])
