@@ -21,7 +21,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from agents.backends.chat import ChatBackend, ChatModelConfig, ChatRequest, ChatResult, json_schema, parse_answer
+from agents.backends.chat import (
+    ChatBackend,
+    ChatModelConfig,
+    ChatRequest,
+    ChatResult,
+    json_schema,
+    parse_answer,
+)
 
 
 class EngineSteps:
