@@ -124,7 +124,7 @@ class Ingest(Stage[IngestConfig]):
             raise VideoError("source_missing", f"{path} does not exist")
         clips, rejections = self._curator.curate(str(path), _file_digest(path, None, None), item.start, item.end)
         for r in rejections:
-            out.reject(self.name, r.item_id or item.source_key, r.reason, r.detail, r.clip_id)
+            out.reject(self.name, _item_in_source(item, r.item_id), r.reason, r.detail, r.clip_id)
         return [(item, clip) for clip in clips]
 
     def _add_curated(self, batch: Batch, curated: list, out: StageOutput, lineage: Lineage) -> None:
@@ -133,7 +133,7 @@ class Ingest(Stage[IngestConfig]):
         item_of = {clip.clip_id: item for item, clip in curated}
         kept, duplicates = drop_near_duplicates([clip for _, clip in curated], self.config.curation.dedup)
         for r in duplicates:
-            out.reject(self.name, r.item_id, r.reason, r.detail, r.clip_id)
+            out.reject(self.name, _item_in_source(item_of[r.clip_id], r.item_id), r.reason, r.detail, r.clip_id)
         for clip in kept:
             try:
                 out.add("clips", self._curated_row(batch, item_of[clip.clip_id], clip, lineage))
@@ -322,14 +322,28 @@ def _file_facts(info: VideoInfo) -> dict:
     return facts
 
 
+def _item_in_source(item: SourceItem, clip_id: str) -> str:
+    """A curated span is rejected as `<source key>#<clip id>`: the same footage under two names
+    (a copied file) gives one rejection row per source, never two rows with one id."""
+    return f"{item.source_key}#{clip_id}" if clip_id else item.source_key
+
+
+def repeat_item_id(row: ClipRow, clips: list[ClipRow]) -> str:
+    """The item of a `duplicate_clip` rejection: the source key, qualified by the clip id when
+    the source gave several clips (curated spans), so each repeat is its own rejection row."""
+    several = sum(1 for c in clips if c.source_key == row.source_key) > 1
+    return f"{row.source_key}#{row.clip_id}" if several else row.source_key
+
+
 def _reject_repeated_clips(stage: str, out: StageOutput) -> None:
     """The same content listed twice (a copied file, a repeated manifest row) is one clip: the
     first by source key stays, each repeat becomes a `duplicate_clip` rejection naming it."""
     first: dict[str, str] = {}
     kept = []
-    for row in out.rows.get("clips", []):
+    clips = out.rows.get("clips", [])
+    for row in clips:
         if row.clip_id in first:
-            out.reject(stage, row.source_key, "duplicate_clip",
+            out.reject(stage, repeat_item_id(row, clips), "duplicate_clip",
                        f"same content as {first[row.clip_id]} (clip {row.clip_id})", row.clip_id)
             continue
         first[row.clip_id] = row.source_key

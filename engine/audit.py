@@ -15,14 +15,16 @@ it and sets its thresholds; its body holds up to four statements, each after a m
                    `note` column says what tripped it)
     -- [examples]  optional: rows behind a warn or fail (linked from the report)
 
-The views are built from a snapshot of each table's shards, taken once when the audit opens, so
-every check sees the same tables even while a run is still committing. A rerun replaces a shard
+The views read one version of each table, taken once when the audit opens: the files (and the
+live row ranges of compacted parts) that the store's commit records name at that moment, so every
+check sees the same tables even while a run is still committing. A rerun replaces a shard file
 under the same name, and DuckDB may open one file several times in a query (footer at bind time,
-row groups later), so the snapshot hard-links each shard into `<root>/_audit/<id>/`: the links keep
-the old file's bytes whole for as long as the audit runs. Where links cannot be made (read-only
-dataset, odd file system) the views use the shard paths and a query is retried once on a new
-snapshot. Opening never runs the store's crash recovery: that would remove a live writer's
-staging folders.
+row groups later), so the shard files of the version (the few not yet compacted) are hard-linked
+into `<root>/_audit/<id>/`; compacted parts are never rewritten in place, so they are read where
+they are. A compaction moves the parts it replaces to `_trash/`: a query that finds a file gone
+re-reads the version and runs once more. Where links cannot be made (read-only dataset, odd file
+system) the views use the shard paths and rely on that retry. Opening never runs the store's
+crash recovery: that would remove a live writer's staging folders.
 
 What the last run should have written comes from `run.json`: each stage it ran declares the
 tables it writes. A check whose required table is empty is "n/a" only where no stage of the run
@@ -47,11 +49,13 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import UserError
-from schemas import TABLES, arrow_schema
+from engine.store import DatasetStore, TableVersion, view_sql
+from schemas import TABLES
+
+SNAPSHOTS = "_audit"  # per-audit hard links of shard files; never a table folder (leading underscore)
 
 CHECKS_DIR = Path(__file__).resolve().parents[1] / "data" / "audit"
 PRICES_FILE = CHECKS_DIR / "prices.yaml"
-SNAPSHOTS = "_audit"  # per-audit hard-link snapshots; never a table folder (leading underscore)
 STATUS_ORDER = ("pass", "n/a", "warn", "fail", "error")
 LINEAGE_COLUMNS = ("agent", "model", "model_revision", "prompt_version", "prompt_tokens", "completion_tokens")
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
@@ -262,23 +266,28 @@ def _names_tiny_model(config: Any) -> bool:
 
 
 def _commit_records(root: Path) -> list[dict[str, Any]]:
-    records = []
-    for path in sorted((root / "_commits").glob("*/*.json")):
-        try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue  # a record being replaced right now: the next audit sees it
-    return records
+    """Every current commit record (the index and the loose records since its last fold)."""
+    state = DatasetStore(root, create=False).state()
+    return [r for shards in state.values() for r in shards.values() if not r.get("removed")]
 
 
-def snapshot(root: Path) -> dict[str, list[str]]:
-    return {t: sorted(str(p) for p in (root / t).glob("*.parquet")) for t in table_names(root)}
+def snapshot(root: Path, skip: frozenset[str] = frozenset()) -> dict[str, TableVersion]:
+    """The current version of every table: files named by the commit records (extra folders: a glob)."""
+    store = DatasetStore(root, create=False)
+    versions = {t: store.table_version(t, skip_damaged=True) for t in TABLES}  # damaged files: named by verify
+    for version in versions.values():  # files a checksum found altered
+        version.files = [f for f in version.files if f not in skip]
+        version.partial = {f: r for f, r in version.partial.items() if f not in skip}
+    for table in table_names(root):
+        if table not in versions:
+            versions[table] = TableVersion(files=sorted(str(p) for p in (root / table).glob("*.parquet")))
+    return versions
 
 
 class AuditDatabase:
     """A DuckDB connection over one dataset: table views, helper views, the mask_area UDF, prices."""
 
-    def __init__(self, root: str | Path, prices: Path = PRICES_FILE):
+    def __init__(self, root: str | Path, prices: Path = PRICES_FILE, skip: frozenset[str] = frozenset()):
         import duckdb
 
         self.root = Path(root)
@@ -294,14 +303,17 @@ class AuditDatabase:
         self.run = read_run_facts(self.root)
         self._register_run(self.run)
         self.files: dict[str, list[str]] = {}
+        self.versions: dict[str, TableVersion] = {}
         self._pins: list[Path] = []
+        self.skip = skip  # damaged files (absolute paths) the views leave out
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-take the shard snapshot and rebuild every view."""
-        self.files = self._pin(snapshot(self.root))
-        for table, files in self.files.items():
-            self.con.execute(self._table_view(table, files))
+        """Re-read the tables' versions and rebuild every view."""
+        self.versions = self._pin(snapshot(self.root, self.skip))
+        self.files = {t: v.files + list(v.partial) for t, v in self.versions.items()}
+        for table, version in self.versions.items():
+            self.con.execute(view_sql(self.con, table, version))
         self.columns = self._columns()
         # Row counts per table and source, counted once: several checks read them, and as a view
         # every read scanned every table again.
@@ -310,26 +322,21 @@ class AuditDatabase:
                                                          "CREATE TEMP TABLE table_rows AS", 1))
         self.con.execute(self._lineage_view())
 
-    def _pin(self, files: dict[str, list[str]]) -> dict[str, list[str]]:
-        """Hard-link the snapshot's shards so a concurrent rename cannot change them under a query."""
+    def _pin(self, versions: dict[str, TableVersion]) -> dict[str, TableVersion]:
+        """Hard-link the version's shard files so a concurrent rewrite cannot change them under a query."""
         folder = self.root / SNAPSHOTS / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        pinned: dict[str, list[str]] = {}
+        pinned: dict[str, TableVersion] = {}
         try:
-            for table, paths in files.items():
+            for table, version in versions.items():
                 (folder / table).mkdir(parents=True, exist_ok=True)
-                pinned[table] = [link for p in paths if (link := _link(Path(p), folder / table))]
+                files = [f if Path(f).name.startswith("part-") else _link(Path(f), folder / table)
+                         for f in version.files]
+                pinned[table] = TableVersion([f for f in files if f], version.partial)
         except OSError:
             shutil.rmtree(folder, ignore_errors=True)
-            return files
+            return versions
         self._pins.append(folder)
         return pinned
-
-    def _table_view(self, table: str, files: list[str]) -> str:
-        if files:
-            listed = ", ".join(_quote(f) for f in files)
-            return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{listed}])"
-        self.con.register(f"_empty_{table}", arrow_schema(table).empty_table())
-        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}"
 
     def _columns(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {t: [] for t in self.files}
@@ -508,8 +515,9 @@ def _metric_note(metric: Rows) -> str:
     return str(metric.rows[0][metric.columns.index("note")] or "")
 
 
-def run_audit(root: str | Path, checks: list[Check] | None = None, examples: bool = False) -> list[CheckResult]:
-    db = AuditDatabase(root)
+def run_audit(root: str | Path, checks: list[Check] | None = None, examples: bool = False,
+              skip: frozenset[str] = frozenset()) -> list[CheckResult]:
+    db = AuditDatabase(root, skip=skip)
     try:
         return [run_check(db, check, examples) for check in (checks or load_checks())]
     finally:
@@ -517,21 +525,35 @@ def run_audit(root: str | Path, checks: list[Check] | None = None, examples: boo
 
 
 def shell_statements(root: str | Path) -> list[str]:
-    """CREATE VIEW statements for the DuckDB CLI: live globs, so the shell follows a running build."""
+    """CREATE VIEW statements for the DuckDB CLI over the tables' current versions."""
     db = AuditDatabase(root)
     try:
         statements = []
-        for table, files in db.files.items():
-            if files:
-                glob = _quote(str(Path(root).resolve() / table / "*.parquet"))
-                statements.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({glob}, union_by_name = true);")
-            else:
+        for table, version in snapshot(Path(root)).items():  # the real paths: the shell outlives this audit
+            if version.empty:
                 statements.append(_empty_view(db, table))
+            else:
+                statements.append(view_sql(db.con, table, version) + ";")
         statements.append(db._table_rows_view() + ";")
         statements.append(db._lineage_view() + ";")
+        statements += [_frozen_table(db, name) for name in ("run_stages", "stage_commits")]
         return statements
     finally:
         db.close()
+
+
+def _frozen_table(db: AuditDatabase, name: str) -> str:
+    """A registered in-memory table (what run.json and the commit records said) as a CREATE statement."""
+    rows = db._fetch(f"SELECT * FROM {name}")
+    described = db._fetch(f"DESCRIBE {name}").rows
+    columns = ", ".join(f'"{column}" {ctype}' for column, ctype, *_ in described)
+    values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows.rows)
+    insert = f" INSERT INTO {name} VALUES {values};" if values else ""
+    return f"CREATE OR REPLACE TABLE {name} ({columns});{insert}"
+
+
+def _literal(value: Any) -> str:
+    return "NULL" if value is None else str(value) if isinstance(value, int | float) else _quote(str(value))
 
 
 def _empty_view(db: AuditDatabase, table: str) -> str:

@@ -11,22 +11,38 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.config import JobConfig, build_stages, colocated_groups, stage_configs
+from engine.compact import maintain
+from engine.config import JobConfig, RunConfig, build_stages, resolve_run
 from engine.dedup import STATE_FILE
 from engine.driver import BuildOptions, StopRequest, execute, plan_build, write_run_summary
 from engine.errors import NotReady, UserError
+from engine.lock import DatasetLocked, WriterLock
 from engine.pipeline import Pipeline, Plan
 from engine.preflight import check_cluster, check_stages
 from engine.progress import Progress
 from engine.sources import check_source, describe
-from engine.store import COMMITS, MANIFEST, STAGING, DatasetStore
+from engine.store import COMMITS, MANIFEST, STAGING, TRASH, DatasetStore
+from engine.verify import damaged, repair, verify
 from schemas import SCHEMA_VERSION, TABLES
 
 
 def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = False,
-          recompute: bool = False, retry_failed: bool = True) -> dict[str, Any]:
+          recompute: bool = False, retry_failed: bool = True, wait: bool = False,
+          verify_checksums: bool = False) -> dict[str, Any]:
     check_source(cfg.source)
-    store = DatasetStore(dataset, recover=not dry_run)
+    if dry_run:  # a plan only reads: no lock, no recovery
+        return _build(cfg, DatasetStore(dataset), True, prune, recompute, retry_failed, verify_checksums)
+    DatasetStore(dataset)  # a dataset path that cannot be one fails here, in one sentence
+    lock = WriterLock(dataset, cfg.job).acquire(wait)
+    try:
+        store = DatasetStore(dataset, recover=True)  # recovery is safe: no other writer holds the lock
+        return _build(cfg, store, False, prune, recompute, retry_failed, verify_checksums)
+    finally:
+        lock.release()
+
+
+def _build(cfg: JobConfig, store: DatasetStore, dry_run: bool, prune: bool, recompute: bool,
+           retry_failed: bool, verify_checksums: bool) -> dict[str, Any]:
     # Per-model loading bars from every actor drown the run's own progress view.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if cfg.allow_download:
@@ -34,28 +50,36 @@ def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = Fal
         os.environ["VDE_ALLOW_DOWNLOAD"] = "1"  # read by every model loader of the run, Ray workers included
     else:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    stages = build_stages(cfg)
-    colocated_groups(cfg)  # a bad placement fails here, before any work
+    run = resolve_run(cfg)  # profile, placement and overrides read once; a bad placement fails here
+    stages = build_stages(run)
     if not dry_run:
         check_stages(stages, look_for_models=_models_here(cfg) and not cfg.allow_download)
         check_models(cfg, stages)
     pipeline = Pipeline(stages)
-    run_config = resolved_config(cfg, pipeline)
+    run_config = resolved_config(run, pipeline)
     previous = store.read_run_config()
     if recompute:
         _clear(store)
     elif previous:
         guard(previous, run_config)
     options = BuildOptions(cfg.shard_size, cfg.max_shards_in_flight, prune, retry_failed, dry_run, StopRequest())
-    plan = plan_build(pipeline, store, cfg.source, options)
+    problems = verify(store, checksums=verify_checksums)
+    for problem in problems:
+        print(f"{'would repair' if dry_run else 'repairing'}: {problem.sentence()}", file=sys.stderr)
+    if problems and not dry_run:
+        repair(store, problems)
+    plan = plan_build(pipeline, store, cfg.source, options, damaged(problems) if dry_run else None)
     if dry_run:
         print_plan(plan, pipeline)
-        return {"dry_run": True, "plan": plan.per_stage}
+        return {"dry_run": True, "plan": plan.per_stage, "tasks": sorted(plan.tasks(pipeline.names))}
     store.write_run_config({**run_config, "last_run": previous.get("last_run") if previous else None})
     progress = Progress(pipeline.names)
-    executor = _executor_factory(cfg, stages, store.root, options.stop)
+    executor = _executor_factory(run, stages, store.root, options.stop)
     with stop_signals(options.stop):
         result = execute(pipeline, store, plan, executor, options, progress)
+    compacted = maintain(store)
+    if compacted:
+        result["compacted_parts"] = compacted.parts_written
     models = {s.name: s.config.chat.model for s in stages if hasattr(s.config, "chat")}
     summary = {**result, **progress.summary(models), "tables": table_counts(store)}
     write_run_summary(store, run_config, summary)
@@ -63,19 +87,20 @@ def build(cfg: JobConfig, dataset: str, dry_run: bool = False, prune: bool = Fal
 
 
 def check_models(cfg: JobConfig, stages: list) -> None:
-    """Every API model answers once, and every local checkpoint is here (or fetched with
-    --allow-download), before any work. On a cluster the driver's disk is not the workers', so
-    only the API models are checked there."""
+    """Every API model answers once (an unknown or retired one stops the run here), and with
+    --allow-download the missing checkpoints are fetched now, before any work. On a cluster the
+    driver's disk is not the workers': there each actor fetches its own."""
     from agents.backends.models import ModelNotFound, preflight
 
     try:
-        preflight(stages, check_local=not (cfg.ray_address or os.environ.get("RAY_ADDRESS")))
+        preflight(stages, fetch=cfg.allow_download and _models_here(cfg))
     except ModelNotFound as err:
-        raise UserError(str(err)) from None
+        raise NotReady(str(err)) from None
 
 
-def resolved_config(cfg: JobConfig, pipeline: Pipeline) -> dict[str, Any]:
-    configs = stage_configs(cfg)
+def resolved_config(run: RunConfig | JobConfig, pipeline: Pipeline) -> dict[str, Any]:
+    run = resolve_run(run)
+    cfg, configs = run.job, run.stage_configs
     return {
         "schema_version": SCHEMA_VERSION,
         "job": cfg.job,
@@ -114,8 +139,10 @@ def _fmt_source(source: dict[str, Any] | None) -> str:
 def _clear(store: DatasetStore) -> None:
     for table in TABLES:
         shutil.rmtree(store.root / table, ignore_errors=True)
-    shutil.rmtree(store.root / COMMITS, ignore_errors=True)
+    shutil.rmtree(store.root / COMMITS, ignore_errors=True)  # the loose records and the index
+    shutil.rmtree(store.root / TRASH, ignore_errors=True)
     shutil.rmtree(store.root / STATE_FILE.parent, ignore_errors=True)  # dedup exclusions: a rebuild starts clean
+    store.reload()
 
 
 def discard_partial_writes(dataset: str | Path) -> None:
@@ -123,6 +150,19 @@ def discard_partial_writes(dataset: str | Path) -> None:
     (no manifest; one with a manifest is finished by the next run) and temporary files of atomic
     writes (`.<name>.<random>.tmp`, the response cache's `.<key>.json.<random>`)."""
     root = Path(dataset)
+    if not root.is_dir():
+        return
+    try:  # another writer holds the dataset: its staging folders are live, not leftovers
+        lock = WriterLock(root, "cleanup").acquire()
+    except (DatasetLocked, OSError):
+        return
+    try:
+        _discard(root)
+    finally:
+        lock.release()
+
+
+def _discard(root: Path) -> None:
     staging = root / STAGING
     if staging.is_dir():
         for txn in staging.iterdir():
@@ -160,7 +200,8 @@ def _catch(stop: StopRequest) -> None:
 _STARTED_RAY: list[bool] = []  # set when this process started (or connected to) the cluster it uses
 
 
-def _executor_factory(cfg: JobConfig, stages: list, root: Path, stop: StopRequest):
+def _executor_factory(run: RunConfig, stages: list, root: Path, stop: StopRequest):
+    cfg = run.job
     if cfg.executor == "local":
         from engine.executors import LocalExecutor
 
@@ -171,7 +212,7 @@ def _executor_factory(cfg: JobConfig, stages: list, root: Path, stop: StopReques
 
         from engine.executors import RayExecutor
 
-        groups = colocated_groups(cfg)
+        groups = run.groups
         started = start_ray(cfg, stages, groups)
         if started:
             _STARTED_RAY.append(True)
@@ -195,12 +236,17 @@ def _models_here(cfg: JobConfig) -> bool:
 def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> bool:
     """Connect to the cluster named by --ray-address / RAY_ADDRESS, else start a local one sized
     so every stage actor fits (actors hold their CPUs for life; more logical CPUs than cores is
-    fine here, the stages take turns). True when this call connected or started it."""
+    fine here, the stages take turns). True when this call connected or started it.
+
+    A cluster started here listens on 127.0.0.1 only, dashboard included: nothing of it is
+    reachable from the network (connect to a cluster of your own with --ray-address for more)."""
+    address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        _loopback_only()
     import ray
 
     if ray.is_initialized():
         return False
-    address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
     repo = str(Path(__file__).resolve().parent.parent)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
     # API keys are never put here: a runtime env is stored by Ray and shown in its dashboard. Local
@@ -217,11 +263,22 @@ def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> bool:
     ray.init(
         address="local",
         num_cpus=max(os.cpu_count() or 1, math.ceil(needed)),
+        _node_ip_address="127.0.0.1",
+        dashboard_host="127.0.0.1",
         include_dashboard=False,
         logging_level="WARNING",
         runtime_env={"env_vars": env},
     )
     return True
+
+
+def _loopback_only() -> None:
+    """Ray replaces a node address of 127.0.0.1 by the machine's own unless multi-node clusters
+    are off for this process; off, every server of the local cluster binds loopback only."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:  # ray already imported: its constant was read at import
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 def table_counts(store: DatasetStore) -> dict[str, int]:
@@ -254,6 +311,9 @@ def print_summary(store_root: str, summary: dict[str, Any]) -> None:
     con.close()
     if reasons:
         print("rejections:", ", ".join(f"{stage}/{reason} x{n}" for stage, reason, n in reasons), file=out)
+    if "clips" in tables and not tables["clips"]:
+        print("ingest kept no clip (see the rejections above): the later stages had nothing to do; "
+              "fix the source or the ingest filters (--set ingest.curation.filters.FIELD=...) and run again", file=out)
     tokens = summary.get("tokens") or {}
     if tokens.get("calls"):
         spent, replayed = tokens["spent"], tokens["replayed"]
@@ -262,6 +322,6 @@ def print_summary(store_root: str, summary: dict[str, Any]) -> None:
               f"{replayed['completion']} ({tokens['replayed_calls']} of {tokens['calls']} answers, free)", file=out)
     print(
         f"next: python -m engine.run audit --dataset {store_root}   "
-        f"(or duckdb: SELECT * FROM '{store_root}/mcqs/*.parquet')",
+        f"(or SQL: python -m engine.run audit --dataset {store_root} --sql 'SELECT * FROM mcqs')",
         file=out,
     )

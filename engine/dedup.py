@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.curation.dedup import Duplicate, find_near_duplicates, records_from_metadata
-from engine.store import COMMITS, DatasetStore, write_json_durable
-from schemas import ClipRow, RejectionRow, rejection
+from engine.runner import is_excluded
+from engine.store import DatasetStore, write_json_durable
+from schemas import ClipRow, rejection, row_model
 
 STATE_FILE = Path("_state") / "excluded_clips.json"
 DEDUP_STAGE = "dedup"
@@ -65,13 +66,6 @@ def excluded_clips(root: str | Path) -> frozenset[str]:
     return ids
 
 
-def is_excluded(row: Any, excluded: frozenset[str] | set[str]) -> bool:
-    """A row that belongs to an excluded clip; the near_duplicate rejections explaining why stay."""
-    if getattr(row, "clip_id", None) not in excluded:
-        return False
-    return not (isinstance(row, RejectionRow) and row.reason == REASON)
-
-
 def _read_state(path: Path) -> dict[str, dict[str, Any]]:
     try:
         return json.loads(path.read_text()).get("excluded", {})
@@ -89,9 +83,7 @@ def _record_exclusions(root: Path, duplicates: list[Duplicate]) -> dict[str, dic
 
 
 def _committed_shards(store: DatasetStore):
-    folder = store.root / COMMITS
-    stages = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-    for stage in stages:
+    for stage in store.stages():
         if stage == DEDUP_STAGE:
             continue
         for shard_id, record in store.commits(stage).items():
@@ -100,7 +92,7 @@ def _committed_shards(store: DatasetStore):
 
 def _prune_shard(store: DatasetStore, stage: str, shard_id: str, record: dict, excluded: set[str]) -> dict[str, int]:
     tables = list(record.get("files", {}))
-    if not any(_holds_clip(store.root / record["files"][t], excluded) for t in tables):
+    if not any(_holds_clip(store, record["files"][t], excluded) for t in tables):
         return {}
     rows = {table: store.read_shard_rows(table, stage, shard_id) for table in tables}
     kept = {table: [r for r in table_rows if not is_excluded(r, excluded)] for table, table_rows in rows.items()}
@@ -113,13 +105,13 @@ def _prune_shard(store: DatasetStore, stage: str, shard_id: str, record: dict, e
     return {table: n for table, n in removed.items() if n}
 
 
-def _holds_clip(path: Path, excluded: set[str]) -> bool:
+def _holds_clip(store: DatasetStore, location: str | None, excluded: set[str]) -> bool:
     """A cheap look at one column, so only the shards that need a rewrite are read in full."""
-    import pyarrow.parquet as pq
-
-    if not path.exists() or "clip_id" not in pq.read_schema(path).names:
+    table = location.split("/", 1)[0] if location else None
+    if table is None or "clip_id" not in row_model(table).ARROW.names:
         return False
-    return bool(excluded & set(pq.read_table(path, columns=["clip_id"]).column("clip_id").to_pylist()))
+    ids = store.read_location(location, columns=["clip_id"])
+    return ids is not None and bool(excluded & set(ids.column("clip_id").to_pylist()))
 
 
 def _write_rejections(store: DatasetStore, excluded: dict[str, dict[str, Any]]) -> None:

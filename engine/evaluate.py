@@ -16,6 +16,10 @@ and template questions (`mcqs.source == "template"`), correct by construction. T
 - motion captions: the motion captioner's caption of each virtual clip against the exact
   ground-truth motion caption, as word overlap (bag of words after normalisation): recall of the
   truth's words and F1, averaged over the clips that have both.
+
+`compare` evaluates several datasets (say one built with `--profile current`, one with
+`--profile videorefer`, both from the same `virtual:N` source) and `format_comparison` puts their
+numbers side by side, one column per dataset named by the profile it was built with.
 """
 
 from __future__ import annotations
@@ -167,3 +171,42 @@ def format_evaluation(e: Evaluation) -> str:
         f"QA agreement       {e.qa_agreement:.3f} over {e.compared_questions} LLM questions with a template twin",
         f"motion captions    {e.caption_recall:.3f} word recall, {e.caption_f1:.3f} F1 over {e.captioned_clips} clips",
     ])
+
+
+ROWS = (  # (label, how a value prints)
+    ("virtual clips", lambda e: str(e.virtual_clips)),
+    ("objects (truth)", lambda e: str(e.objects)),
+    ("matched by label", lambda e: str(e.matched_objects)),
+    ("mask IoU, mean", lambda e: f"{e.mean_iou:.3f}"),
+    ("mask IoU >= 0.5", lambda e: f"{e.iou_at_50:.3f}"),
+    ("noun recall", lambda e: f"{e.noun_recall:.3f}"),
+    ("labels", lambda e: str(e.labels)),
+    ("MCQ agreement", lambda e: f"{e.qa_agreement:.3f}"),
+    ("LLM MCQs compared", lambda e: str(e.compared_questions)),
+    ("motion caption F1", lambda e: f"{e.caption_f1:.3f}"),
+    ("captioned clips", lambda e: str(e.captioned_clips)),
+)
+
+
+def profile_of(dataset: str | Path) -> str:
+    """The profile a dataset was last built with (from run.json), else its folder name."""
+    config = DatasetStore(dataset, create=False).read_run_config() or {}
+    profile = (config.get("job_config") or {}).get("profile")
+    return Path(profile).name if profile else Path(dataset).name
+
+
+def compare(datasets: list[str | Path]) -> list[tuple[str, Evaluation]]:
+    """Each dataset's evaluation under a column name: its profile, with the folder when two share one."""
+    profiles = [profile_of(d) for d in datasets]
+    names = [p if profiles.count(p) == 1 else f"{p} ({Path(d).name})" for p, d in zip(profiles, datasets, strict=True)]
+    return [(name, evaluate(d)) for name, d in zip(names, datasets, strict=True)]
+
+
+def format_comparison(results: list[tuple[str, Evaluation]]) -> str:
+    width = max(len(label) for label, _ in ROWS)
+    columns = [max(len(name), 8) for name, _ in results]
+    lines = [" " * width + "  " + "  ".join(name.rjust(w) for (name, _), w in zip(results, columns, strict=True))]
+    for label, show in ROWS:
+        cells = [show(e).rjust(w) for (_, e), w in zip(results, columns, strict=True)]
+        lines.append(label.ljust(width) + "  " + "  ".join(cells))
+    return "\n".join(lines)

@@ -40,12 +40,17 @@ class Plan:
     def work(self) -> list[Shard]:
         return [s for s in self.shards if s.start is not None]
 
+    def tasks(self, names: list[str]) -> set[tuple[str, str]]:
+        """Every (stage, shard) the plan runs: each shard with work, from its first stage on."""
+        return {(name, s.shard_id) for s in self.work for i, name in enumerate(names) if i >= s.start}
+
 
 class Pipeline:
     def __init__(self, stages: list[Stage]):
-        if not stages or stages[0].name != "ingest":
+        if not stages or not stages[0].is_source:
             raise UserError("a pipeline starts with the ingest stage")
         self.stages = stages
+        self.source = stages[0]
         self._check_tables()
 
     @property
@@ -57,7 +62,7 @@ class Pipeline:
         produced: set[str] = set()
         for stage in self.stages:
             stage.check_tables()
-            missing = [t for t in stage.reads if t not in produced]
+            missing = [t for t in stage.reads_for(stage.config) if t not in produced]
             if missing:
                 raise UserError(
                     f"stage {stage.name} reads {', '.join(missing)}, which no earlier stage writes; "
@@ -65,13 +70,19 @@ class Pipeline:
                 )
             produced.update(stage.writes)
 
-    def inputs_for(self, index: int, shard_id: str) -> dict[str, list[str]]:
+    def inputs_for(self, index: int, shard_id: str, store: DatasetStore | None = None) -> dict[str, list[str]]:
+        """Where the shard's upstream rows live: shard files, or row groups of compacted parts."""
         from engine.store import shard_file_name
+
+        def where(stage: Stage, table: str) -> str | None:
+            if store is None:
+                return f"{table}/{shard_file_name(stage.name, shard_id)}"
+            return store.location(stage.name, shard_id, table)
 
         stage = self.stages[index]
         return {
-            table: [f"{table}/{shard_file_name(s.name, shard_id)}" for s in self.stages[:index] if table in s.writes]
-            for table in (*stage.reads, *stage.optional_reads)
+            table: [loc for s in self.stages[:index] if table in s.writes and (loc := where(s, table))]
+            for table in stage.inputs()
         }
 
     def fingerprints(self, shard: Shard) -> list[str]:
@@ -81,21 +92,27 @@ class Pipeline:
             chain.append(previous)
         return chain
 
-    def plan(self, store: DatasetStore, shards: list[Shard], retry_failed: bool = True) -> Plan:
+    def plan(self, store: DatasetStore, shards: list[Shard], retry_failed: bool = True,
+             damaged: set[tuple[str, str]] | None = None) -> Plan:
+        """What must run, per shard and stage. `damaged` (stage, shard)s run again whatever their record
+        says (a dry run passes the files a build would repair)."""
         commits = {s.name: store.commits(s.name) for s in self.stages}
         per_stage: dict[str, dict[str, int]] = {s.name: defaultdict(int) for s in self.stages}
         for shard in shards:
-            ingest = commits["ingest"].get(shard.shard_id)
+            ingest = commits[self.source.name].get(shard.shard_id)
             shard.clip_ids = list(ingest.get("clip_ids", [])) if ingest else []
             fps = self.fingerprints(shard)
             shard.start, shard.why = None, ""
             for index, stage in enumerate(self.stages):
                 record = commits[stage.name].get(shard.shard_id)
-                clips = len(shard.items) if index == 0 else len(shard.clip_ids)
+                # a shard not ingested yet: as many clips as items (what a virtual or plain source gives)
+                clips = len(shard.items) if stage.is_source or not ingest else len(shard.clip_ids)
                 if shard.start is not None:
                     per_stage[stage.name]["upstream_changed"] += clips
                     continue
                 reason = _why_run(record, fps[index], retry_failed)
+                if damaged and (stage.name, shard.shard_id) in damaged:
+                    reason = "damaged"
                 if reason:
                     shard.start, shard.why = index, reason
                     per_stage[stage.name][reason] += clips
@@ -107,6 +124,8 @@ class Pipeline:
 def _why_run(record: dict | None, fingerprint: str, retry_failed: bool) -> str:
     if record is None:
         return "new"
+    if record.get("damaged"):
+        return "damaged"
     if record.get("fingerprint") != fingerprint:
         return "config_changed"
     if retry_failed and record.get("retryable", 0) > 0:
@@ -115,14 +134,14 @@ def _why_run(record: dict | None, fingerprint: str, retry_failed: bool) -> str:
 
 
 def make_shards(
-    store: DatasetStore, items: Iterable[SourceItem], shard_size: int, prune: bool = False
+    store: DatasetStore, items: Iterable[SourceItem], shard_size: int, prune: bool = False, source: str = "ingest"
 ) -> tuple[list[Shard], list[str]]:
     """Group source items into shards, keeping every already-committed item in its shard.
 
     Returns the shards and the ids of shards to remove (all their items left the source; only
     with prune). Without prune, a shard that lost items keeps its committed rows untouched.
     """
-    recorded = store.commits("ingest")
+    recorded = store.commits(source)
     owner = {key: shard_id for shard_id, rec in recorded.items() for key in rec.get("source_keys", [])}
     kept: dict[str, list[SourceItem]] = defaultdict(list)
     fresh: list[SourceItem] = []

@@ -18,6 +18,7 @@ from typing import Any
 from engine.errors import NotReady
 
 MODEL_FIELDS = ("detector", "segmenter", "propagator")  # vision checkpoints, each with `<field>_revision`
+# (backend sam3: one checkpoint, `video_model`)
 FIX_PLACEMENT = ("use a placement that fits (--placement local, or a YAML file with smaller num_gpus / actors), "
                  "connect to a bigger cluster (--ray-address), or run in this process with --executor local")
 
@@ -58,8 +59,9 @@ def stage_needs(name: str, config: Any, look_for_models: bool) -> list[Missing]:
                                    "OpenAI-compatible server"))
         elif chat.backend == "local" and look_for_models and not is_local(chat.model, chat.revision):
             missing.append(_not_here(name, "model", chat.model, chat.revision))
-    if getattr(config, "backend", None) == "transformers" and look_for_models:
-        for field in MODEL_FIELDS:
+    backend = getattr(config, "backend", None)
+    if backend in ("transformers", "sam3") and look_for_models:
+        for field in MODEL_FIELDS if backend == "transformers" else ("video_model",):
             ref = getattr(config, field, None)
             revision = getattr(config, f"{field}_revision", "main")
             if isinstance(ref, str) and not is_local(ref, revision):

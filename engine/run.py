@@ -29,6 +29,8 @@ JOBS = {
     "score": "jobs.score",
     "eval": "jobs.eval",
     "dedup": "jobs.dedup",
+    "compact": "jobs.compact",
+    "verify": "jobs.verify",
 }
 
 

@@ -1,9 +1,13 @@
 """The dataset store: Parquet shards with an all-or-nothing commit per (stage, shard).
 
 Layout of a dataset root:
-    <root>/<table>/<stage>-<shard_id>.parquet   the tables; a glob shows a complete table
+    <root>/<table>/<stage>-<shard_id>.parquet   a committed shard not yet compacted
+    <root>/<table>/part-<id>.parquet             compacted shards, one row group per (stage, shard)
+    <root>/_commits/<stage>/<shard_id>.json      commit records written since the last fold
+    <root>/_commits/index.parquet                every older commit record, folded into one file
     <root>/_staging/<txn>/                       files being written, never globbed
-    <root>/_commits/<stage>/<shard_id>.json      one record per committed (stage, shard)
+    <root>/_trash/<id>/                          files a compaction replaced (kept for readers a while)
+    <root>/_lock                                 the writer lock (engine/lock.py)
     <root>/run.json                              the resolved configuration of the last run
 
 A commit writes every file of a (stage, shard) into a staging folder, fsyncs them, writes a
@@ -12,13 +16,23 @@ writes the commit record. Renames are atomic, and the name depends only on (stag
 reader sees either the old file or the new one, a retry overwrites instead of duplicating, and a
 crash at any point is rolled forward from the manifest on the next open (or back, if the manifest
 was never written).
+
+The current state of the dataset is the index overlaid with the loose commit records (a loose
+record wins when it is newer). Each record names where its rows live, per table: a whole shard
+file, or one row group of a compacted part (`objects/part-ab12.parquet#3`). `table_version`
+turns that state into the list of files (and, for a part whose shards were recomputed since, the
+row ranges still live) that the DuckDB views and `read_table` read: a consistent version without
+copying anything. A plain glob over a table folder shows the same rows except while a compaction
+swaps files, or while a part holds rows a refresh has replaced (the build compacts those away).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,12 +47,20 @@ from schemas import SCHEMA_VERSION, TABLES, Row, arrow_schema, row_model, to_arr
 
 STAGING = "_staging"
 COMMITS = "_commits"
+TRASH = "_trash"
+INDEX_FILE = "index.parquet"
 RUN_FILE = "run.json"
 MANIFEST = "MANIFEST.json"
 
 
 class StoreError(UserError):
     """A dataset root that cannot be used; the message is meant for the user."""
+
+
+class CorruptDataset(StoreError):
+    """A damaged file in a dataset (run.json, a shard, the index): named, with what to do."""
+
+    exit_code = 65  # EX_DATAERR
 
 
 @dataclass
@@ -53,8 +75,26 @@ class StagedShard:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TableVersion:
+    """What a reader reads for one table: whole files, and parts of which only some rows live."""
+
+    files: list[str] = field(default_factory=list)  # absolute paths read whole
+    partial: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # path -> [(first row, rows)]
+
+    @property
+    def empty(self) -> bool:
+        return not self.files and not self.partial
+
+
 def shard_file_name(stage: str, shard_id: str) -> str:
     return f"{stage}-{shard_id}.parquet"
+
+
+def split_location(location: str) -> tuple[str, int | None]:
+    """`table/file.parquet` -> (path, None); `table/part-x.parquet#3` -> (path, row group 3)."""
+    path, _, group = location.partition("#")
+    return path, int(group) if group else None
 
 
 class DatasetStore:
@@ -66,6 +106,13 @@ class DatasetStore:
             if not create:
                 raise StoreError(f"no dataset at {self.root}")
             self.root.mkdir(parents=True)
+        self._state: dict[str, dict[str, dict[str, Any]]] | None = None
+        self._parts: dict[str, dict[str, Any]] = {}
+        self._loose: set[tuple[str, str]] = set()
+        self._seen: tuple = ()
+        # The writer (the one that recovers) keeps its state in memory as it commits; a reader
+        # re-reads it whenever the records on disk changed since it last looked.
+        self._writer = recover
         if recover:  # only the process that owns the run may do this: it deletes torn staging
             self.recover()
 
@@ -81,32 +128,49 @@ class DatasetStore:
     def commit_path(self, stage: str, shard_id: str) -> Path:
         return self.root / COMMITS / stage / f"{shard_id}.json"
 
+    @property
+    def index_path(self) -> Path:
+        return self.root / COMMITS / INDEX_FILE
+
     # ----- writing -----
     def stage_shard(self, stage: str, shard_id: str, tables: dict[str, Iterable[Row]]) -> StagedShard:
         """Write one Parquet file per table into a private staging folder (fsynced)."""
+        return self.stage_arrow(stage, shard_id, {t: to_arrow(t, rows) for t, rows in tables.items()})
+
+    def stage_arrow(self, stage: str, shard_id: str, tables: dict[str, pa.Table]) -> StagedShard:
         txn_dir = self.root / STAGING / f"{stage}-{shard_id}-{uuid.uuid4().hex[:8]}"
         txn_dir.mkdir(parents=True)
         staged = StagedShard(stage=stage, shard_id=shard_id, txn_dir=str(txn_dir))
-        for table, rows in tables.items():
-            arrow = to_arrow(table, rows)
-            path = txn_dir / f"{table}.parquet"
-            write_parquet(arrow, path)
-            staged.files[table] = str(path)
-            staged.rows[table] = arrow.num_rows
+        try:
+            for table, arrow in tables.items():
+                path = txn_dir / f"{table}.parquet"
+                write_parquet(arrow, path)
+                staged.files[table] = str(path)
+                staged.rows[table] = arrow.num_rows
+        except BaseException:
+            shutil.rmtree(txn_dir, ignore_errors=True)  # a full disk leaves no half-written shard
+            raise
         return staged
+
+    def discard(self, staged: StagedShard) -> None:
+        """Drop a staged shard that will not be committed (the driver asks for it again)."""
+        shutil.rmtree(staged.txn_dir, ignore_errors=True)
 
     def commit(self, staged: StagedShard, record: dict[str, Any]) -> dict[str, Any]:
         """Make a staged shard visible: manifest, renames, commit record. Idempotent."""
         name = shard_file_name(staged.stage, staged.shard_id)
         moves = [(src, str(self.table_dir(t) / name)) for t, src in staged.files.items()]
         full_record = {
-            **record,
+            **{k: v for k, v in record.items() if k not in ("damaged", "removed")},
             "stage": staged.stage,
             "shard_id": staged.shard_id,
             "files": {t: f"{t}/{name}" for t in staged.files},
             "rows": dict(staged.rows),
+            "sizes": {t: os.path.getsize(p) for t, p in staged.files.items()},
+            "sha256": {t: file_sha256(p) for t, p in staged.files.items()},
             "schema_version": SCHEMA_VERSION,
         }
+        full_record.setdefault("committed_at", time.time())
         manifest = Path(staged.txn_dir) / MANIFEST
         write_json_durable(manifest, {"moves": moves, "record": full_record})
         self._roll_forward(Path(staged.txn_dir))
@@ -114,14 +178,26 @@ class DatasetStore:
 
     def _roll_forward(self, txn_dir: Path) -> None:
         manifest = json.loads((txn_dir / MANIFEST).read_text())
+        if manifest.get("kind") == "compaction":
+            from engine.compact import finish_compaction
+
+            finish_compaction(self, txn_dir, manifest)
+            return
         for src, dst in manifest["moves"]:
             if os.path.exists(src):
                 Path(dst).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
                 _fsync_dir(Path(dst).parent)
-        record = manifest["record"]
-        write_json_durable(self.commit_path(record["stage"], record["shard_id"]), record)
+        self.write_record(manifest["record"])
         shutil.rmtree(txn_dir, ignore_errors=True)
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """Write one loose commit record (the commit point of a shard) and update the cached state."""
+        stage, shard_id = record["stage"], record["shard_id"]
+        write_json_durable(self.commit_path(stage, shard_id), record)
+        if self._state is not None:
+            self._state.setdefault(stage, {})[shard_id] = record
+            self._loose.add((stage, shard_id))
 
     def recover(self) -> int:
         """Finish commits whose manifest was written; discard the rest. Returns how many finished."""
@@ -138,89 +214,335 @@ class DatasetStore:
                 except (OSError, ValueError, KeyError):
                     pass  # a torn manifest: the commit never happened
             shutil.rmtree(txn_dir, ignore_errors=True)
+        self._state = None
         return finished
 
     def remove_shard(self, stage: str, shard_id: str, tables: Iterable[str]) -> None:
-        """Drop one (stage, shard): the commit record first, so a crash leaves it recomputable."""
-        self.commit_path(stage, shard_id).unlink(missing_ok=True)
+        """Drop one (stage, shard): a tombstone record first, so a crash leaves it recomputable."""
+        # rows left in a compacted part stop being live with the tombstone; the next compaction drops them
+        self.write_record({"stage": stage, "shard_id": shard_id, "removed": True, "committed_at": time.time()})
         for table in tables:
             (self.table_dir(table) / shard_file_name(stage, shard_id)).unlink(missing_ok=True)
 
-    # ----- reading -----
-    def read_commit(self, stage: str, shard_id: str) -> dict[str, Any] | None:
-        path = self.commit_path(stage, shard_id)
+    def mark_damaged(self, stage: str, shard_id: str, why: str) -> None:
+        """Flag a committed (stage, shard) whose files are damaged: the next build recomputes it."""
+        record = self.read_commit(stage, shard_id)
+        if record is not None:
+            self.write_record({**record, "damaged": why, "committed_at": time.time()})
+
+    # ----- the committed state -----
+    def state(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """stage -> shard_id -> current commit record (index overlaid with newer loose records)."""
+        if self._state is not None and not self._writer and self._seen != self._disk_signature():
+            self._state = None
+        if self._state is None:
+            self._seen = () if self._writer else self._disk_signature()
+            self._state, self._parts = self._read_index()
+            self._loose = set()
+            folder = self.root / COMMITS
+            for stage_dir in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+                current = self._state.setdefault(stage_dir.name, {})
+                for path in stage_dir.glob("*.json"):
+                    record = _read_json(path)
+                    if record is None:
+                        continue
+                    self._loose.add((stage_dir.name, path.stem))
+                    old = current.get(path.stem)
+                    if old is None or record.get("committed_at", 0) > old.get("committed_at", 0):
+                        current[path.stem] = record
+        return self._state
+
+    def _disk_signature(self) -> tuple:
+        folder = self.root / COMMITS
         try:
-            return json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+            return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir()))
+        except FileNotFoundError:
+            return ()
+
+    def _read_index(self) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
+        if not self.index_path.is_file():
+            return {}, {}
+        try:
+            table = pq.read_table(self.index_path)
+        except (OSError, pa.ArrowException) as err:
+            raise CorruptDataset(f"the commit index {self.index_path} cannot be read ({_first_line(err)}); "
+                                 "restore it from a backup, or rebuild with --recompute") from None
+        state: dict[str, dict[str, dict[str, Any]]] = {}
+        stages, shards, records = (table.column(c).to_pylist() for c in ("stage", "shard_id", "record"))
+        decode = json.JSONDecoder().decode
+        for stage, shard_id, record in zip(stages, shards, records, strict=True):
+            state.setdefault(stage, {})[shard_id] = decode(record)
+        meta = table.schema.metadata or {}
+        parts = json.loads(meta.get(b"parts", b"{}"))
+        return state, parts
+
+    def parts(self) -> dict[str, dict[str, Any]]:
+        """Compacted part files: relative path -> {size, sha256, offsets (first row of each group)}."""
+        self.state()
+        return self._parts
+
+    def stages(self) -> list[str]:
+        return sorted(self.state())
+
+    def read_commit(self, stage: str, shard_id: str) -> dict[str, Any] | None:
+        record = self.state().get(stage, {}).get(shard_id)
+        return None if record is None or record.get("removed") else record
 
     def commits(self, stage: str) -> dict[str, dict[str, Any]]:
-        folder = self.root / COMMITS / stage
-        out: dict[str, dict[str, Any]] = {}
-        if folder.is_dir():
-            for path in sorted(folder.glob("*.json")):
-                try:
-                    out[path.stem] = json.loads(path.read_text())
-                except json.JSONDecodeError:
+        return {k: v for k, v in sorted(self.state().get(stage, {}).items()) if not v.get("removed")}
+
+    def loose_records(self) -> int:
+        self.state()
+        return len(self._loose)
+
+    def fold_index(self, relocated: dict[tuple[str, str], dict[str, Any]] | None = None,
+                   parts: dict[str, dict[str, Any]] | None = None, target: Path | None = None) -> None:
+        """Write every current record into the index (one file), then drop the loose records.
+
+        Only the writer calls this. A crash between the two steps leaves loose records equal to
+        their index entries, which the index wins (same `committed_at`)."""
+        state = self.state()
+        rows: list[tuple[str, str, float, str]] = []
+        for stage, shards in sorted(state.items()):
+            for shard_id, record in sorted(shards.items()):
+                if record.get("removed"):
                     continue
-        return out
+                record = (relocated or {}).get((stage, shard_id), record)
+                rows.append((stage, shard_id, float(record.get("committed_at", 0)),
+                             json.dumps(record, sort_keys=True, default=str)))
+        parts = self._parts if parts is None else parts
+        table = pa.table({
+            "stage": pa.array([r[0] for r in rows], pa.string()),
+            "shard_id": pa.array([r[1] for r in rows], pa.string()),
+            "committed_at": pa.array([r[2] for r in rows], pa.float64()),
+            "record": pa.array([r[3] for r in rows], pa.large_string()),
+        }).replace_schema_metadata({"parts": json.dumps(parts, sort_keys=True)})
+        tmp = (target or self.index_path).with_name(f".{INDEX_FILE}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        write_parquet(table, tmp)
+        if target is not None:  # a compaction stages the index and swaps it in from its manifest
+            os.replace(tmp, target)
+            return
+        os.replace(tmp, self.index_path)
+        _fsync_dir(self.index_path.parent)
+        self.drop_loose_records()
+
+    def maybe_fold(self) -> bool:
+        """Fold the loose records into the index once they are many: 5,000, or a tenth of the index, so a
+        resume reads few loose records and the index is rewritten a handful of times each time it doubles."""
+        state = self.state()
+        total = sum(len(shards) for shards in state.values())
+        if len(self._loose) < max(5000, total // 10):
+            return False
+        self.fold_index()
+        return True
+
+    def reload(self) -> None:
+        """Forget the cached state (after files changed behind this object's back)."""
+        self._state = None
+
+    def drop_loose_records(self) -> None:
+        for stage, shard_id in sorted(self._loose):
+            self.commit_path(stage, shard_id).unlink(missing_ok=True)
+        self._loose = set()
+        self._state = None
+
+    # ----- reading -----
+    def location(self, stage: str, shard_id: str, table: str) -> str | None:
+        """Where the committed rows of (stage, shard) for `table` live; None when it has none."""
+        record = self.read_commit(stage, shard_id)
+        if record is None:
+            return f"{table}/{shard_file_name(stage, shard_id)}"
+        return record.get("files", {}).get(table)
+
+    def read_location(self, location: str | None, table: str | None = None,
+                      columns: list[str] | None = None) -> pa.Table | None:
+        return read_location(self.root, location, table, columns)
 
     def read_shard_rows(self, table: str, stage: str, shard_id: str) -> list[Row]:
-        path = self.table_dir(table) / shard_file_name(stage, shard_id)
-        if not path.exists():
+        arrow = self.read_location(self.location(stage, shard_id, table), table)
+        if arrow is None:
             return []
         model = row_model(table)
-        return [model.model_validate(r) for r in pq.read_table(path).to_pylist()]
+        return [model.model_validate(r) for r in arrow.to_pylist()]
+
+    def table_version(self, table: str, skip_damaged: bool = False) -> TableVersion:
+        """The files (and live row ranges of partly replaced parts) that make up `table` now.
+
+        With skip_damaged, files whose size differs from their commit record are left out (the
+        audit names them through engine/verify.py and checks the rest)."""
+        version = TableVersion()
+        live: dict[str, set[int]] = {}
+        claimed: set[str] = set()  # shard file names that belong to a commit record
+        for stage, shards in self.state().items():
+            for shard_id, record in shards.items():
+                claimed.add(shard_file_name(stage, shard_id))
+                if record.get("removed"):
+                    continue
+                location = record.get("files", {}).get(table)
+                if not location:
+                    continue
+                path, group = split_location(location)
+                if group is None:
+                    expected = record.get("sizes", {}).get(table) if skip_damaged else None
+                    if _size(self.root / path) is not None and expected in (None, _size(self.root / path)):
+                        version.files.append(str(self.root / path))
+                else:
+                    live.setdefault(path, set()).add(group)
+        for path, groups in sorted(live.items()):
+            offsets = self.parts().get(path, {}).get("offsets", [])
+            absolute = str(self.root / path)
+            if skip_damaged and _size(self.root / path) != self.parts().get(path, {}).get("size"):
+                continue
+            if len(groups) == len(offsets) - 1:
+                version.files.append(absolute)
+            else:
+                version.partial[absolute] = [(offsets[g], offsets[g + 1] - offsets[g]) for g in sorted(groups)]
+        # files nobody committed (written by hand or by older tools) are part of the table as they are
+        version.files.extend(str(p) for p in self.table_files(table)
+                             if not p.name.startswith("part-") and p.name not in claimed)
+        version.files.sort()
+        return version
 
     def read_table(self, table: str) -> pa.Table:
-        files = self.table_files(table)
-        if not files:
-            return arrow_schema(table).empty_table()
-        return pa.concat_tables([pq.read_table(f, schema=arrow_schema(table)) for f in files])
+        version = self.table_version(table)
+        schema = arrow_schema(table)
+        pieces = [_read_parquet(Path(f), schema=schema) for f in version.files]
+        for path, ranges in version.partial.items():
+            whole = _read_parquet(Path(path), schema=schema)
+            pieces.extend(whole.slice(first, rows) for first, rows in ranges)
+        return pa.concat_tables(pieces) if pieces else schema.empty_table()
 
     # ----- run configuration -----
     def read_run_config(self) -> dict[str, Any] | None:
         path = self.root / RUN_FILE
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CorruptDataset(f"{path} is not valid JSON ({_first_line(err)}); delete it to let the next "
+                                 "build write it again (the committed shards are kept)") from None
 
     def write_run_config(self, config: dict[str, Any]) -> None:
         write_json_durable(self.root / RUN_FILE, config)
 
     # ----- DuckDB -----
     def duckdb(self, database: str = ":memory:"):
-        """A DuckDB connection with one view per table over its folder of shards."""
+        """A DuckDB connection with one view per table over its current version."""
         import duckdb
 
         con = duckdb.connect(database)
         for table in TABLES:
-            files = self.table_files(table)
-            if files:
-                glob = str(self.table_dir(table) / "*.parquet").replace("'", "''")
-                con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{glob}')")
-            else:
-                empty = arrow_schema(table).empty_table()
-                con.register(f"_empty_{table}", empty)
-                con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
+            con.execute(view_sql(con, table, self.table_version(table)))
         return con
+
+
+def view_sql(con: Any, table: str, version: TableVersion) -> str:
+    """CREATE VIEW for one table version: whole files, plus the live row ranges of partial parts."""
+    selects = []
+    if version.files:
+        listed = ", ".join(_quote(f) for f in version.files)
+        selects.append(f"SELECT * FROM read_parquet([{listed}])")
+    for path, ranges in version.partial.items():
+        keep = " OR ".join(f"file_row_number BETWEEN {first} AND {first + rows - 1}" for first, rows in ranges)
+        selects.append(f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({_quote(path)}, "
+                       f"file_row_number = true) WHERE {keep}")
+    if not selects:
+        con.register(f"_empty_{table}", arrow_schema(table).empty_table())
+        selects.append(f"SELECT * FROM _empty_{table}")
+    return f"CREATE OR REPLACE VIEW {table} AS " + "\nUNION ALL ".join(selects)
+
+
+def read_location(root: Path, location: str | None, table: str | None = None,
+                  columns: list[str] | None = None) -> pa.Table | None:
+    """The rows at one location (a whole shard file or a part's row group); None when absent."""
+    if not location:
+        return None
+    path, group = split_location(location)
+    full = Path(root) / path
+    schema = arrow_schema(table) if table and columns is None else None
+    if not full.exists():
+        return None
+    try:
+        if group is not None:
+            return pq.ParquetFile(full).read_row_group(group, columns=columns)
+        whole = pq.ParquetFile(full).read(columns=columns)  # half the cost of read_table on small files
+        if schema is None or whole.schema.equals(schema, check_metadata=False):
+            return whole
+        return pq.read_table(full, schema=schema)  # a file of an older schema
+    except (OSError, pa.ArrowException) as err:
+        raise _unreadable(full, err) from None
+
+
+def _read_parquet(path: Path, schema: pa.Schema | None = None) -> pa.Table:
+    try:
+        return pq.read_table(path, schema=schema)
+    except (OSError, pa.ArrowException) as err:
+        raise _unreadable(path, err) from None
+
+
+def _unreadable(path: Path, err: Exception) -> CorruptDataset:
+    root = path.parent.parent
+    return CorruptDataset(f"{path} cannot be read ({_first_line(err)}); run `python -m engine.run verify "
+                          f"--dataset {root} --repair`, then build again to recompute it")
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
     """Write and fsync, so a rename after it never exposes a torn file."""
-    with open(path, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(path, "wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
 
 
 def write_json_durable(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=1, sort_keys=True, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as handle:
+            json.dump(payload, handle, indent=1, sort_keys=True, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no .tmp behind
+        raise
     _fsync_dir(path.parent)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None  # a torn record: its shard is simply not committed
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0][:200]
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _fsync_dir(folder: Path) -> None:

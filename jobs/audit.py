@@ -47,10 +47,24 @@ def main(args: argparse.Namespace) -> int:
         _print_rows(rows, args, title=None)
         return 0
     checks = audit.load_checks(args.checks_dir, args.only)
-    results = audit.run_audit(args.dataset, checks, examples=args.examples or args.json)
+    damaged = _verify(args)
+    skip = frozenset(str(Path(args.dataset) / p.path) for p in damaged)
+    results = audit.run_audit(args.dataset, checks, examples=args.examples or args.json, skip=skip)
     _print_results(results, args)
     overall = audit.worst([r.status for r in results])
-    return 1 if args.strict and overall in ("fail", "error") else 0
+    return 1 if args.strict and (overall in ("fail", "error") or damaged) else 0
+
+
+def _verify(args) -> list:
+    """Committed files against their commit records (checksums under --strict); each damaged one named."""
+    from engine.store import DatasetStore
+    from engine.verify import verify
+
+    problems = verify(DatasetStore(args.dataset, create=False), checksums=args.strict)
+    for problem in problems:
+        print(f"damaged: {problem.sentence()}; `engine.run verify --dataset {args.dataset} --repair` "
+              "and a build recompute it", file=sys.stderr)
+    return problems
 
 
 def _print_results(results, args) -> None:

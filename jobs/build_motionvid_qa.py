@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recompute", action="store_true",
                         help="drop this dataset's tables and rebuild from scratch (needed after a source change)")
     parser.add_argument("--no-retry-failed", action="store_true", help="do not retry retryable rejections")
+    parser.add_argument("--wait", action="store_true", help="if another writer holds the dataset, wait for it")
+    parser.add_argument("--verify", action="store_true",
+                        help="checksum every committed file first (sizes are always checked); damaged ones are recomputed")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -58,7 +61,8 @@ def main(args: argparse.Namespace) -> int:
     if args.check:
         return check(cfg)
     summary = build(cfg, args.dataset, dry_run=args.dry_run, prune=args.prune,
-                    recompute=args.recompute, retry_failed=not args.no_retry_failed)
+                    recompute=args.recompute, retry_failed=not args.no_retry_failed, wait=args.wait,
+                    verify_checksums=args.verify)
     if not args.dry_run:
         print_summary(args.dataset, summary)
     return 0
@@ -76,10 +80,11 @@ def check(cfg) -> int:
             rows.append((use.stage, use.role, use.ref, use.revision, where))
     print(f"models of profile {cfg.profile}:")
     widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(("stage", "role", "model", "rev"))]
-    print("  " + "  ".join(h.ljust(w) for h, w in zip(("stage", "role", "model", "rev"), widths)) + "  from")
+    print("  " + "  ".join(h.ljust(w) for h, w in zip(("stage", "role", "model", "rev"), widths, strict=True))
+          + "  from")
     for *names, where in rows:
         mark = "" if where.present else "MISSING: "
-        print("  " + "  ".join(str(n).ljust(w) for n, w in zip(names, widths)) + f"  {mark}{where.source}")
+        print("  " + "  ".join(str(n).ljust(w) for n, w in zip(names, widths, strict=True)) + f"  {mark}{where.source}")
     fetch = sorted({where.fetch for *_, where in rows if not where.present and where.fetch})
     if fetch:
         print("fetch the missing ones (or run with --allow-download):")

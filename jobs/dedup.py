@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apply", action="store_true",
                         help="exclude the copies: prune their rows from every table, now and in later runs")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--wait", action="store_true", help="with --apply: if another writer holds the dataset, wait")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -26,9 +27,17 @@ def main(args: argparse.Namespace) -> int:
 
     if not 0 <= args.max_distance <= 64:
         raise UserError(f"--max-distance must be between 0 and 64 bits, got {args.max_distance:g}")
-    store = DatasetStore(args.dataset, create=False, recover=args.apply)
-    duplicates = dedup.find_duplicates(store, args.max_distance)
-    pruned = dedup.apply(store, duplicates) if args.apply else None
+    if args.apply:  # a writer: one at a time, and only a lock holder may run crash recovery
+        from engine.lock import WriterLock
+
+        DatasetStore(args.dataset, create=False)
+        with WriterLock(args.dataset, "dedup --apply").acquire(args.wait):
+            store = DatasetStore(args.dataset, create=False, recover=True)
+            duplicates = dedup.find_duplicates(store, args.max_distance)
+            pruned = dedup.apply(store, duplicates)
+    else:
+        store = DatasetStore(args.dataset, create=False)
+        duplicates, pruned = dedup.find_duplicates(store, args.max_distance), None
     groups = [{"clip_id": d.clip_id, "kept_id": d.kept_id, "distance": d.distance} for d in duplicates]
     if args.json:
         print(json.dumps({"dataset": str(args.dataset), "duplicates": groups, "pruned": pruned}, indent=1))

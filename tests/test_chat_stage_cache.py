@@ -45,7 +45,8 @@ def test_second_run_makes_no_calls_and_gives_identical_rows(tmp_path):
     # replayed tokens were spent by the first run: counted apart, never as spent again
     assert second.counters["replayed_prompt_tokens"] == first.counters["prompt_tokens"] > 0
     assert second.counters["prompt_tokens"] == 0 and first.counters["replayed_prompt_tokens"] == 0
-    assert list((tmp_path / "_cache" / "chat").rglob("*.json"))
+    cached = sorted(p.name for p in (tmp_path / "_cache" / "chat").iterdir())
+    assert cached[0] == "responses.sqlite3" and len(cached) <= 3  # one database (and its WAL), not a file per answer
 
 
 def test_a_failed_answer_is_not_cached_and_is_asked_again(tmp_path):

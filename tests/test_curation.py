@@ -266,3 +266,27 @@ def test_ingest_materializes_clip_files_on_request(footage, tmp_path):
     for clip in clips:
         assert clip.video_path == f"media/clips/{clip.clip_id}.mp4" and clip.start is None
         assert probe(tmp_path / "ds" / clip.video_path).num_frames == clip.num_frames
+
+
+def test_a_copied_video_in_another_shard_gives_no_repeated_rejection_id(footage, tmp_path):
+    """The same footage under two names, in two shards: each rejection row stays its own."""
+    import yaml
+
+    from engine.run import main
+    from engine.store import DatasetStore
+
+    folder, _ = footage
+    source = tmp_path / "src"
+    source.mkdir()
+    shutil.copy(folder / "long.mp4", source / "a.mp4")
+    shutil.copy(folder / "long.mp4", source / "b.mp4")
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump({"stage_config": {"ingest": CURATED}}))
+    assert main(["build-motionvid-qa", "--config", str(config), "--dataset", str(tmp_path / "ds"), "--source",
+                 str(source), "--stages", "ingest", "--shard-size", "1", "--executor", "local"]) == 0
+    rows = DatasetStore(tmp_path / "ds", create=False).read_table("rejections").to_pylist()
+    ids = [r["rejection_id"] for r in rows]
+    assert len(ids) == len(set(ids)) and len(ids) > 8
+    spans = [r for r in rows if r["reason"] == "static_clip"]
+    assert sorted(r["item_id"].split("#")[0] for r in spans) == ["file:a.mp4", "file:b.mp4"]
+    assert spans[0]["clip_id"] == spans[1]["clip_id"]  # the same content: the same clip id

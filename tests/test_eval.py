@@ -57,6 +57,25 @@ def test_cli(fx, capsys, tmp_path):
     assert "no virtual clips" in capsys.readouterr().err
 
 
+def test_profiles_side_by_side(fx, capsys, tmp_path):
+    import shutil
+
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    for root, profile in ((mine, "tiny"), (other, "current")):
+        shutil.copytree(fx.root, root)
+        DatasetStore(root).write_run_config({"job_config": {"profile": profile}})
+    assert cli(["eval", "--dataset", str(mine), "--dataset", str(other)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["tiny", "current"]
+    rows = {line[:20].strip(): line[20:].split() for line in lines[1:]}
+    mine = evaluate(fx.root)
+    assert rows["mask IoU, mean"] == [f"{mine.mean_iou:.3f}"] * 2
+    assert rows["noun recall"] == [f"{mine.noun_recall:.3f}"] * 2
+    assert rows["MCQ agreement"] == [f"{mine.qa_agreement:.3f}"] * 2
+    assert cli(["eval", "--dataset", str(tmp_path / "mine"), "--dataset", str(other), "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"tiny", "current"}
+
+
 def test_motion_captions_scored_against_the_exact_caption(tmp_path):
     from agents.motion_captioner import motion_caption_id
     from engine.evaluate import caption_overlap

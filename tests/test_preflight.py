@@ -4,6 +4,7 @@ resources, and stops within seconds with what is missing, for which stage, and t
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -38,9 +39,10 @@ def test_placement_larger_than_the_cluster_is_named_in_one_sentence():
     with pytest.raises(NotReady) as caught:
         check_cluster(stages, groups, {"CPU": 512.0, "GPU": 2.0, "memory": 2.0**50})
     message = str(caught.value)
-    assert "placement: needs 19 GPUs (analyzer 1, segmentor 8, annotator 8, reviewer 2), the cluster has 2" in message
+    assert ("placement: needs 23 GPUs (motion_captioner 4, analyzer 1, segmentor 8, annotator 8, reviewer 2), "
+            "the cluster has 2") in message
     assert "--placement" in message and "--executor local" in message
-    check_cluster(stages, groups, {"CPU": 512.0, "GPU": 19.0, "memory": 2.0**50})  # fits: no error
+    check_cluster(stages, groups, {"CPU": 512.0, "GPU": 23.0, "memory": 2.0**50})  # fits: no error
 
 
 def test_missing_models_and_keys_name_stage_and_fix(tmp_path, monkeypatch):
@@ -52,7 +54,9 @@ def test_missing_models_and_keys_name_stage_and_fix(tmp_path, monkeypatch):
     with pytest.raises(NotReady) as caught:
         check_stages(stages)
     lines = str(caught.value).splitlines()
-    assert "analyzer: model Qwen/Qwen2.5-7B-Instruct is not on this machine: `hf download Qwen/Qwen2.5-7B-Instruct`" \
+    assert ("analyzer: model Qwen/Qwen3-4B-Instruct-2507 is not on this machine: "
+            "`hf download Qwen/Qwen3-4B-Instruct-2507`") in [line.strip() for line in lines]
+    assert "segmentor: video_model facebook/sam3 is not on this machine: `hf download facebook/sam3`" \
         in [line.strip() for line in lines]
     assert any(line.strip().startswith("refiner: $OPENAI_API_KEY is not set") for line in lines)
     assert not any("huggingface-cli" in line for line in lines)
@@ -88,3 +92,26 @@ def test_a_run_asking_for_gpus_the_cluster_lacks_stops_before_any_clip(ray_local
     assert "needs 1 GPU (analyzer 1), the cluster has 0" in err
     assert not list((tmp_path / "ds").glob("clips/*.parquet"))
     assert ray_local.is_initialized()  # a cluster the run did not start is left alone
+
+
+def test_when_ingest_keeps_no_clip_the_run_says_so_and_loads_no_model(tmp_path, capsys):
+    from engine.run import main
+    from engine.store import DatasetStore
+
+    source = tmp_path / "videos"
+    source.mkdir()
+    (source / "empty.mp4").write_bytes(b"")
+    with socket.socket() as server:  # a model endpoint that counts who knocks: loading the model would
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        server.setblocking(False)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+        code = main(["build-motionvid-qa", "--dataset", str(tmp_path / "ds"), "--source", str(source), "--executor",
+                     "local", "--stages", "ingest,analyzer", "--set", "analyzer.chat.backend=openai",
+                     "--set", f"analyzer.chat.base_url={url}", "--set", "analyzer.chat.timeout_s=1"])
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nobody connected
+    assert code == 0
+    assert "ingest kept no clip" in capsys.readouterr().out
+    rejections = DatasetStore(tmp_path / "ds", create=False).read_table("rejections").to_pylist()
+    assert [(r["stage"], r["reason"]) for r in rejections] == [("ingest", "empty_file")]

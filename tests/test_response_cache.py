@@ -44,3 +44,23 @@ def test_key_depends_on_model_prompt_version_and_input(tmp_path):
                 cache.key(_request("x"), "m", "r2", "analyzer/v1"),
                 cache.key(_request("x"), "m", "r", "analyzer/v2"),
                 cache.key(_request("x", model=None), "m", "r", "analyzer/v1")}) == 6
+
+
+def test_many_answers_stay_a_few_files_and_old_json_answers_replay(tmp_path):
+    cache = ResponseCache(tmp_path)
+    cache.put_many({f"{i:064x}": {"text": '{"nouns": ["dog"]}', "prompt_tokens": i} for i in range(500)})
+    assert len(list(tmp_path.rglob("*"))) <= 3
+    assert cache.get(f"{7:064x}")["prompt_tokens"] == 7 and cache.get("f" * 64) is None
+    legacy = tmp_path / "ab" / ("ab" + "0" * 62 + ".json")
+    legacy.parent.mkdir()
+    legacy.write_text('{"text": "{\\"nouns\\": []}", "prompt_tokens": 3}')
+    assert ResponseCache(tmp_path).get("ab" + "0" * 62)["prompt_tokens"] == 3
+
+
+def test_cache_travels_to_another_process_without_its_connection(tmp_path):
+    import pickle
+
+    cache = ResponseCache(tmp_path)
+    cache.put_many({"k" * 64: {"text": "{}"}})
+    again = pickle.loads(pickle.dumps(cache))
+    assert again.get("k" * 64) == {"text": "{}"}

@@ -8,10 +8,14 @@ import pytest
 
 from agents.backends.sam3 import Masklet, masklet_rows
 from agents.base import Batch
-from agents.segmentor import Segmentor, SegmentorConfig
+from agents.segmentor import Segmentor, SegmentorConfig, tracking_frames
 from schemas import Lineage, validate_rows
 from schemas.masks import decode_mask
-from tests.test_segmentor import HEIGHT, WIDTH, scene, tiny_cache  # noqa: F401 (fixtures)
+from tests.test_segmentor import HEIGHT, WIDTH
+from tests.test_segmentor import scene as segmentor_scene
+from tests.test_segmentor import tiny_cache as segmentor_cache
+
+scene, tiny_cache = segmentor_scene, segmentor_cache  # the Segmentor tests' rendered clip and model cache
 
 SAM3 = {"backend": "sam3", "video_model": "tiny:sam3-video", "device": "cpu", "dtype": "float32",
         "box_threshold": 0.0, "min_mask_area": 1, "dedup_iou": 0.95, "max_detections_per_phrase": 2,
@@ -29,7 +33,7 @@ def test_sam3_backend_writes_masklets_from_text_prompts(scene, tiny_cache):
     assert {r.label for r in rows} <= {p.text for p in phrases}
     for row in rows:
         assert row.model == "tiny:sam3-video" and row.prompt_version.startswith("sam3@")
-        assert set(row.frame_indices) <= {0, 4, 8, 11}
+        assert set(row.frame_indices) <= set(tracking_frames(clip, 4.0, 64))  # the plan and a 4 fps grid
         assert all(decode_mask(m).shape == (HEIGHT, WIDTH) for m in row.masks)
         assert 0 <= row.score <= 1
     per_phrase = {}
@@ -68,7 +72,6 @@ def _masklet(object_id, phrase_index, score, box, frames=4):
 
 def test_masklet_rows_keep_the_best_per_phrase_and_drop_duplicates(scene):
     _, clip, phrases, _ = scene
-    clip = clip.model_copy(update={"frame_indices": [0, 3, 5, 7], "width": 20, "height": 20})
     cfg = SegmentorConfig(backend="sam3", min_mask_area=4, dedup_iou=0.7, max_detections_per_phrase=1,
                           max_objects_per_clip=8)
     masklets = [
@@ -78,7 +81,8 @@ def test_masklet_rows_keep_the_best_per_phrase_and_drop_duplicates(scene):
         _masklet(3, 2, 0.7, (12, 0, 18, 6)),
         _masklet(4, 2, 0.95, (0, 15, 1, 16)),  # one pixel: under the minimum area everywhere
     ]
-    rows = masklet_rows(cfg, clip, phrases, masklets, Lineage(agent="segmentor", model="m"), "segmentor")
+    rows = masklet_rows(cfg, clip, [0, 3, 5, 7], phrases, masklets, Lineage(agent="segmentor", model="m"),
+                        "segmentor")
     assert [r.label for r in rows] == [phrases[0].text, phrases[2].text]
     assert rows[0].frame_indices == [0, 5, 7]
     assert rows[0].score == pytest.approx(0.45)

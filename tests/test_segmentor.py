@@ -88,7 +88,8 @@ def test_tiny_profile_makes_valid_deterministic_masklets(scene, tiny_cache):
         assert row.source == "segmentor" and row.agent == "segmentor"
         assert row.model == "tiny:grounding-dino+tiny:sam-hq+tiny:sam2-video"
         assert row.label in {p.text for p in phrases}
-        assert set(row.frame_indices) <= {0, 4, 8, 11} and row.frame_indices == sorted(row.frame_indices)
+        # the plan plus the 4 fps tracking grid (0, 3, 6, 8, 11 over 12 frames)
+        assert set(row.frame_indices) <= {0, 3, 4, 6, 8, 11} and row.frame_indices == sorted(row.frame_indices)
         for rle, box in zip(row.masks, row.boxes, strict=True):
             assert rle.size == [HEIGHT, WIDTH]
             assert decode_mask(rle).any()
@@ -176,19 +177,20 @@ class FakePropagator:
         self.truth = truth
         self.calls = []
 
-    def propagate(self, frames, keyframe, masks):
+    def propagate(self, frames, keyframes, masks):
         times = [_which_frame(f, self.truth) for f in frames]
-        self.calls.append((times, keyframe))
+        keys = [keyframes] * len(masks) if isinstance(keyframes, int) else list(keyframes)
+        self.calls.append((times, keys))
         objects = []
-        for mask in masks:  # the ground-truth object the keyframe mask is
+        for mask, key in zip(masks, keys, strict=True):  # the ground-truth object the keyframe mask is
             objects.append(max(("red square", "blue disk"),
-                               key=lambda k: (self.truth[k][times[keyframe]] & mask).sum()))
-        # On the keyframe SAM 2 hands back the mask it was prompted with, so the keyframe's output
-        # is the box segmenter's mask after its trip through the Segmentor's resizing.
+                               key=lambda k: (self.truth[k][times[key]] & mask).sum()))
+        # On its keyframe SAM 2 hands an object back the mask it was prompted with, so that frame's
+        # output is the box segmenter's mask after its trip through the Segmentor's resizing.
         logits = np.stack([
             np.stack([
-                _to_grid(mask if position == keyframe else self.truth[name][t], (1024, 1024), 1024, 256)
-                for name, mask in zip(objects, masks, strict=True)
+                _to_grid(mask if position == key else self.truth[name][t], (1024, 1024), 1024, 256)
+                for name, mask, key in zip(objects, masks, keys, strict=True)
             ])
             for position, t in enumerate(times)
         ])
@@ -205,7 +207,12 @@ def test_fake_boundary_output_matches_ground_truth(scene):
     )
     out = stage(_batch(root, clip, phrases))
     assert not out.rejections
-    assert propagator.calls[0] == (SAMPLED, 0)  # decoded frames are the plan's, in order
+    # the tracking frames are the plan's (4 fps adds none here), in order; one session for every
+    # candidate, each on its own keyframe: frames 0, 5 and 8 begin the clip's three spans
+    [(times, keys)] = propagator.calls
+    assert times == SAMPLED and set(keys) == {0, 4, 7}
+    assert len(keys) == 5  # square and disk on frames 0 and 8, the disk alone on 5 (the square is out)
+    assert out.counters["merged_candidates"] == 3
     by_label = {row.label: row for row in out.rows["objects"]}
     assert set(by_label) == {"red square", "blue disk"}  # duplicate and tiny detections are gone
     assert len(out.rows["objects"]) == 2
@@ -275,3 +282,34 @@ def test_profiles_are_exactly_the_stage_config():
     for profile in ("tiny", "videorefer", "current"):
         data = yaml.safe_load((ROOT / f"data/profiles/{profile}/segmentor.yaml").read_text())
         SegmentorConfig.model_validate(data)  # extra="forbid": a stray key fails here
+
+
+def test_tracking_frames_follow_track_fps_capped_by_the_clip():
+    from agents.segmentor import tracking_frames
+
+    def clip(num_frames, fps, plan):
+        return ClipRow.build(Lineage(agent="ingest", model="pyav"), clip_id="clip000000000009", source_key="k",
+                             video_path="v.mp4", num_frames=num_frames, fps=fps, width=8, height=8,
+                             duration=num_frames / fps, source="folder", frame_indices=plan)
+
+    ten_seconds = tracking_frames(clip(300, 30.0, [0, 150, 299]), 4.0, 64)
+    assert len(ten_seconds) == 41 and {0, 150, 299} <= set(ten_seconds)  # 4 fps over 10 s, plan included
+    assert max(np.diff(ten_seconds)) <= 8  # never more than a quarter second apart
+    assert len(tracking_frames(clip(1800, 30.0, list(range(0, 1800, 120))), 4.0, 64)) == 64  # a minute: capped
+    assert tracking_frames(clip(6, 2.0, [0, 5]), 4.0, 64) == [0, 1, 2, 3, 4, 5]  # capped by the frame count
+
+
+def test_keyframes_spread_over_the_clip_and_tracks_merge_by_iou():
+    from agents.segmentor import choose_keyframes, merge_tracks
+
+    frames = np.zeros((9, 8, 8, 3), np.uint8)
+    assert choose_keyframes(frames, "first", 5, 3) == [0, 3, 6]
+    assert choose_keyframes(frames, "middle", 5, 3) == [1, 4, 7]
+    assert choose_keyframes(frames[:2], "first", 5, 3) == [0, 1]
+    a = np.zeros((4, 10, 10), bool)
+    a[:, 2:6, 2:6] = True
+    b = a.copy()
+    b[:, 2:6, 6] = True  # the same object seen from another keyframe: IoU 0.8
+    c = np.roll(a, 4, axis=2)  # another object
+    assert merge_tracks([a, b, c], 0.5, 8) == [0, 2]
+    assert merge_tracks([a, b, c], 0.9, 8) == [0, 1, 2] and merge_tracks([a, b, c], 0.9, 2) == [0, 1]

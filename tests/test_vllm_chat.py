@@ -15,7 +15,8 @@ pytest.importorskip("vllm")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from agents.backends.chat import ChatModelConfig, ChatRequest, make_chat_backend  # noqa: E402
+from agents.backends.chat import ChatModelConfig, ChatRequest  # noqa: E402
+from agents.backends.make import make_chat_backend  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

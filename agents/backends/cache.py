@@ -2,8 +2,11 @@
 
 Keyed by (request digest: messages, images, schema, sampling; model and revision; agent; prompt
 version). Only successful, parsed answers are stored, so a failure is never replayed as a
-success. One JSON file per answer, written atomically, so many actors (on many nodes sharing the
-dataset's storage) can use one cache without a lock.
+success. Answers live in one SQLite file (`responses.sqlite3`, write-ahead log, so several actors
+of one machine read and write it at once), not one file per answer: a million answers stay a few
+files. Answers that an older version wrote as `<key[:2]>/<key>.json` files are still replayed.
+SQLite needs a local or a POSIX-locking file system: with a dataset on object storage the cache
+lives in a local folder (see `cache_folder`).
 """
 
 from __future__ import annotations
@@ -11,39 +14,70 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from agents.backends.chat import ChatBackend, ChatRequest, ChatResult, parse_answer
+
+DB_FILE = "responses.sqlite3"
 
 
 class ResponseCache:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        self._con: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def __getstate__(self) -> dict[str, Any]:  # a connection never travels to another process
+        return {"folder": self.folder, "_con": None, "_pid": 0}
 
     def key(self, request: ChatRequest, model: str, revision: str, namespace: str) -> str:
         digest = request.digest(f"{model}@{revision}")
         return hashlib.sha256(f"{namespace}\x1f{digest}".encode()).hexdigest()
 
-    def _path(self, key: str) -> Path:
-        return self.folder / key[:2] / f"{key}.json"
+    def _db(self) -> sqlite3.Connection:
+        if self._con is None or self._pid != os.getpid():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.folder / DB_FILE, timeout=60, isolation_level=None)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+            self._con, self._pid = con, os.getpid()
+        return self._con
 
     def get(self, key: str) -> dict | None:
-        try:
-            return json.loads(self._path(key).read_text())
+        row = self._db().execute("SELECT value FROM answers WHERE key = ?", (key,)).fetchone()
+        if row:
+            return json.loads(row[0])
+        try:  # an answer cached by an older version, one file per answer
+            return json.loads((self.folder / key[:2] / f"{key}.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
     def put(self, key: str, result: ChatResult) -> None:
-        if not result.ok:
+        if result.ok:
+            self.put_many({key: _stored(result)})
+
+    def put_many(self, answers: dict[str, dict]) -> None:
+        """Store answers in one transaction (a batch of a stage's calls)."""
+        if not answers:
             return
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-        tmp.write_text(json.dumps({"text": result.text, "prompt_tokens": result.prompt_tokens,
-                                   "completion_tokens": result.completion_tokens}))
-        os.replace(tmp, path)
+        con = self._db()
+        with con:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany("INSERT OR REPLACE INTO answers (key, value) VALUES (?, ?)",
+                            [(k, json.dumps(v)) for k, v in answers.items()])
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def _stored(result: ChatResult) -> dict:
+    return {"text": result.text, "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
 
 
 class CachedChatBackend(ChatBackend):
@@ -63,6 +97,7 @@ class CachedChatBackend(ChatBackend):
 
     def teardown(self) -> None:
         self.inner.teardown()
+        self.cache.close()
 
     def chat_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         # a request's cache_key (its prompt version) joins the namespace: an edited prompt never replays
@@ -82,8 +117,8 @@ class CachedChatBackend(ChatBackend):
         if missing:
             answered = self.inner.chat_batch([requests[i] for i in missing])
             for position, result in zip(missing, answered, strict=True):
-                self.cache.put(keys[position], result)
                 results[position] = result
+            self.cache.put_many({keys[p]: _stored(r) for p, r in zip(missing, answered, strict=True) if r.ok})
         return results  # type: ignore[return-value]
 
 

@@ -103,6 +103,7 @@ def download_hint(ref: str, revision: str = "main") -> str:
 def is_local(ref: str, revision: str = "main") -> bool:
     """Whether `resolve_model` finds the model without the network (a tiny build counts: it is
     made on first use). Cheap: no model is loaded."""
+    ref = mapped(ref)
     if ref.startswith("tiny:") or Path(ref).expanduser().is_dir():
         return True
     try:
@@ -272,10 +273,10 @@ def _served_models(chat, key: str | None) -> list[str] | None:
         client.close()
 
 
-def preflight(stages, check_local: bool = True) -> None:
+def preflight(stages, fetch: bool = False) -> None:
     """Before any work: every API model answers once (each endpoint and model checked once), and
-    every local Hugging Face model is on this machine, or is fetched when downloads are allowed.
-    Tiny builds are left to the stages (they are made on first use)."""
+    with `fetch` (--allow-download) every missing Hugging Face model is downloaded here, at its
+    configured revision. Whether local models are present is `engine.preflight.check_stages`'s job."""
     seen = set()
     for stage in stages:
         for use in stage_models(stage):
@@ -285,5 +286,5 @@ def preflight(stages, check_local: bool = True) -> None:
             seen.add(key)
             if use.kind == "api":
                 check_api_model(use.chat)
-            elif check_local and not mapped(use.ref).startswith("tiny:"):
-                resolve_model(use.ref, use.revision, use.seed)
+            elif fetch and not mapped(use.ref).startswith("tiny:"):
+                resolve_model(use.ref, use.revision, use.seed, allow_download=True)

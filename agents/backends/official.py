@@ -122,11 +122,13 @@ class OfficialVideoPropagator:
         )
         self.image_size = int(self.predictor.image_size)
 
-    def propagate(self, frames, keyframe, masks):
+    def propagate(self, frames, keyframes, masks):
         from unittest import mock
 
         import sam2.sam2_video_predictor as video_predictor
         import torch
+
+        from agents.backends.vision import per_object_keyframes
 
         height, width = frames.shape[1:3]
         pixels = sam2_pixel_values(frames, self.image_size, self.device)
@@ -136,11 +138,12 @@ class OfficialVideoPropagator:
         autocast = torch.autocast("cuda", dtype=self.dtype) if self.device.startswith("cuda") else _null()
         logits: dict[int, np.ndarray] = {}
         with torch.inference_mode(), autocast:
+            keys = per_object_keyframes(keyframes, len(masks))
             for object_id, mask in enumerate(masks):
-                self.predictor.add_new_mask(state, keyframe, object_id, torch.from_numpy(mask))
-            for reverse in (False, True):
+                self.predictor.add_new_mask(state, keys[object_id], object_id, torch.from_numpy(mask))
+            for start, reverse in ((min(keys), False), (max(keys), True)):
                 for frame, _, video_masks in self.predictor.propagate_in_video(
-                    state, start_frame_idx=keyframe, reverse=reverse
+                    state, start_frame_idx=start, reverse=reverse
                 ):
                     logits[frame] = video_masks[:, 0].float().cpu().numpy()
         stacked = np.stack([logits[t] for t in range(len(frames))])  # (T, N, H, W) at frame size

@@ -11,8 +11,9 @@ tokenizer padded to 32 tokens; low-resolution mask logits are resized to the fra
 by the hot-start heuristics or suppressed on a frame are left out, and objects of one prompt do
 not overlap (each pixel goes to the object the tracker is surest of).
 
-`segment_batch` is the Segmentor's per-shard work with this backend: frames come only from
-`Batch.read_frames`, rejections keep the Segmentor's reason codes, and rows record the backend in
+`segment_batch` is the Segmentor's per-shard work with this backend: it tracks over the same
+frames as the chain (the sampling plan plus `track_fps`, at most `max_track_frames`), read only
+through `Batch.read_frames`; rejections keep the Segmentor's reason codes, and rows record the backend in
 `prompt_version` (`sam3@<policy hash>`) and the checkpoint in `model`.
 """
 
@@ -54,7 +55,10 @@ class Sam3VideoSegmenter:
 
     def setup(self) -> None:
         from transformers import AutoConfig, AutoTokenizer, Sam3VideoModel
+        from transformers.utils import logging
 
+        # The tracking cap is ours and deliberate: its per-frame "hitting max_num_objects" warning is noise.
+        logging.get_logger("transformers.models.sam3_video.modeling_sam3_video").setLevel(logging.ERROR)
         model_type = AutoConfig.from_pretrained(self.path).model_type
         if model_type != "sam3_video":
             raise ValueError(f"{self.name} holds a {model_type!r} model; the sam3 backend needs sam3_video")
@@ -170,8 +174,9 @@ def load_sam3(cfg) -> Sam3VideoSegmenter:
 
 
 def segment_batch(stage, batch):
-    """The Segmentor's shard with SAM 3: per clip, every phrase prompted at once on all sampled frames."""
+    """The Segmentor's shard with SAM 3: per clip, every phrase prompted at once on all tracking frames."""
     from agents.base import StageOutput
+    from agents.segmentor import tracking_frames
 
     out = StageOutput()
     lineage = stage.lineage()
@@ -181,12 +186,13 @@ def segment_batch(stage, batch):
         if not phrases:
             out.reject(stage.name, clip.clip_id, "no_phrases", "no phrases to ground", clip_id=clip.clip_id)
             continue
-        frames = _frames(stage, batch, clip, out)
+        indices = tracking_frames(clip, stage.config.track_fps, stage.config.max_track_frames)
+        frames = _frames(stage, batch, clip, indices, out)
         if frames is None:
             continue
         try:
             masklets = stage.video_segmenter.segment(frames, [p.text for p in phrases])
-            rows = masklet_rows(stage.config, clip, phrases, masklets, lineage, stage.name)
+            rows = masklet_rows(stage.config, clip, indices, phrases, masklets, lineage, stage.name)
         except Exception as err:  # one bad clip must not sink the shard
             out.reject(stage.name, clip.clip_id, "segmentation_failed", f"{type(err).__name__}: {err}",
                        clip_id=clip.clip_id)
@@ -199,11 +205,11 @@ def segment_batch(stage, batch):
     return out
 
 
-def _frames(stage, batch, clip, out):
+def _frames(stage, batch, clip, indices, out):
     from agents.video import VideoError
 
     try:
-        return batch.read_frames(clip)
+        return batch.read_frames(clip, indices)
     except VideoError as err:
         out.reject(stage.name, clip.clip_id, err.reason, err.detail, clip_id=clip.clip_id)
     except Exception as err:
@@ -211,8 +217,8 @@ def _frames(stage, batch, clip, out):
     return None
 
 
-def masklet_rows(cfg, clip, phrases, masklets: list[Masklet], lineage, agent: str) -> list:
-    """Masklets -> `objects` rows: frames under the minimum area are absences; at most
+def masklet_rows(cfg, clip, indices: list[int], phrases, masklets: list[Masklet], lineage, agent: str) -> list:
+    """Masklets (over the clip frames `indices`) -> `objects` rows: frames under the minimum area are absences; at most
     `max_detections_per_phrase` per phrase and `max_objects_per_clip` in all, best first; a
     masklet overlapping a better one by more than `dedup_iou` (over the whole clip) is dropped."""
     from agents.backends.preprocess import mask_boxes
@@ -246,7 +252,7 @@ def masklet_rows(cfg, clip, phrases, masklets: list[Masklet], lineage, agent: st
             object_id=stable_id("object", clip.clip_id, agent, phrase.phrase_id, rank),
             clip_id=clip.clip_id,
             label=phrase.text,
-            frame_indices=[int(clip.frame_indices[t]) for t in present],
+            frame_indices=[int(indices[t]) for t in present],
             masks=encode_masks(masks),
             boxes=[[float(v) for v in box] for box in mask_boxes(masks)],
             score=float(np.clip(score, 0, 1)),

@@ -5,7 +5,8 @@ official packages in `agents.backends.official`, or a test fake returning exact 
 
   Detector.detect(images, phrases_per_image, box_threshold, text_threshold) -> detections per image
   BoxSegmenter.segment(image, boxes) -> (GridMasks (N, h, w), scores (N,))
-  VideoPropagator.propagate(frames, keyframe, masks) -> (GridMasks (T, N, h, w), presence (T, N))
+  VideoPropagator.propagate(frames, keyframes, masks) -> (GridMasks (T, N, h, w), presence (T, N)); keyframes
+    is one frame for all masks or one per mask (each object prompted on its own keyframe)
 
 Masks cross the boundary at the model's own resolution (`GridMasks`); the Segmentor restores them
 onto the frame. The default implementations load transformers checkpoints from a folder made by
@@ -58,7 +59,13 @@ class VideoPropagator(Protocol):
     name: str
     revision: str
 
-    def propagate(self, frames: np.ndarray, keyframe: int, masks: np.ndarray) -> tuple[GridMasks, np.ndarray]: ...
+    def propagate(self, frames: np.ndarray, keyframes: int | Sequence[int],
+                  masks: np.ndarray) -> tuple[GridMasks, np.ndarray]: ...
+
+
+def per_object_keyframes(keyframes: int | Sequence[int], count: int) -> list[int]:
+    """One keyframe per object, from one for all or a list."""
+    return [int(keyframes)] * count if isinstance(keyframes, (int, np.integer)) else [int(k) for k in keyframes]
 
 
 def pick_device(device: str = "auto") -> str:
@@ -224,7 +231,8 @@ class TransformersBoxSegmenter:
 
 
 class TransformersVideoPropagator:
-    """SAM 2 video: masks on one keyframe, tracked forward then backward through the frames."""
+    """SAM 2 video, all objects in one session: each object's mask on its keyframe, tracked forward
+    from the earliest keyframe and backward from the latest, so every frame is covered."""
 
     def __init__(self, path: Path, name: str, revision: str = "main", device: str = "auto", dtype: str = "auto"):
         self.path, self.name, self.revision = Path(path), name, revision
@@ -237,10 +245,11 @@ class TransformersVideoPropagator:
         self.model = _load(Sam2VideoModel, self.path, self.device, self.dtype)
         self.image_size = int(self.model.config.image_size)
 
-    def propagate(self, frames, keyframe, masks):
+    def propagate(self, frames, keyframes, masks):
         import torch
         from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
 
+        keys = per_object_keyframes(keyframes, len(masks))
         count, height, width = len(frames), frames.shape[1], frames.shape[2]
         session = Sam2VideoInferenceSession(
             video=sam2_pixel_values(frames, self.image_size, self.device),
@@ -250,13 +259,14 @@ class TransformersVideoPropagator:
         prompts = resize_masks_to_grid(masks, self.image_size, self.device)
         object_ids = list(range(len(masks)))
         for object_id in object_ids:
-            session.add_mask_inputs(session.obj_id_to_idx(object_id), keyframe, prompts[object_id : object_id + 1])
+            session.add_mask_inputs(session.obj_id_to_idx(object_id), keys[object_id],
+                                    prompts[object_id : object_id + 1])
         session.obj_with_new_inputs = list(object_ids)
         logits: dict[int, np.ndarray] = {}
         presence: dict[int, np.ndarray] = {}
         with torch.inference_mode():
-            for reverse in (False, True):
-                for out in self.model.propagate_in_video_iterator(session, start_frame_idx=keyframe, reverse=reverse):
+            for start, reverse in ((min(keys), False), (max(keys), True)):
+                for out in self.model.propagate_in_video_iterator(session, start_frame_idx=start, reverse=reverse):
                     logits[out.frame_idx] = out.pred_masks[:, 0].float().cpu().numpy()
                     presence[out.frame_idx] = out.object_score_logits.float().sigmoid().cpu().numpy().reshape(-1)
         stacked = np.stack([logits[t] for t in range(count)])  # (T, N, h, w)
