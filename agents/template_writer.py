@@ -42,7 +42,7 @@ class TemplateQuestionWriter(Stage[TemplateWriterConfig]):
     config_model: ClassVar[type[StageConfig]] = TemplateWriterConfig
     reads: ClassVar[tuple[str, ...]] = ("clips", "objects")
     writes: ClassVar[tuple[str, ...]] = ("mcqs",)
-    version: ClassVar[str] = "2"  # 2: every question has four options
+    version: ClassVar[str] = "3"  # 2: every question has four options; 3: letters by the shard rotation
 
     def process_batch(self, batch: Batch) -> StageOutput:
         out = StageOutput()
