@@ -100,5 +100,5 @@ def test_objects_of_one_prompt_do_not_overlap_but_prompts_may():
     logits[1, :, 1:] = 3.0  # object 1 (prompt 0, surer) on columns 1-3
     logits[2, :, :] = 2.0  # object 2 (prompt 1) everywhere
     out = _without_overlaps(logits, torch.tensor([0.4, 0.9, 0.1]), [0, 0, 1])
-    assert (out[0, :, 0] == 4.0).all() and (out[0, :, 1:] <= ABSENT).all()
+    assert (out[0, :, 0] == 4.0).all() and (out[0, :, 1:3] == ABSENT).all() and (out[0, :, 3] == -5.0).all()
     assert (out[1] == logits[1]).all() and (out[2] == logits[2]).all()
