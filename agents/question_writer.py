@@ -21,8 +21,11 @@ writer turns each into a `<region>` placeholder and lists the object ids in the 
 VideoRefer export has exactly one region per object.
 
 Letters are balanced as written: models favour some answer letters, so each question's options are
-shuffled by a permutation seeded by its id and the stage `seed` (stable run after run); the row
-keeps the model's own letter in `generated_answer`, and `mcq_filters` reports both distributions.
+shuffled by a permutation seeded by its id and the stage `seed` (stable run after run), and the
+correct option of a four-option question is then placed by the shard's letter rotation
+(`agents.answer_letters`); the row keeps the model's own letter in `generated_answer`, and
+`mcq_filters` reports both distributions. Preference pairs are made from the grounded questions
+by `agents.preference_pairs` (the rejected answer changes one motion fact of the correct one).
 
 Example row: {"category": "RC", "question": "How many times does the ball bounce?", "options":
 ["once", "twice", "three times", "four times"], "answer": "B", "evidence": "bounces twice", ...}
@@ -37,9 +40,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
+from agents.answer_letters import balance_letters, shard_start
 from agents.backends.chat import ChatResult
 from agents.base import Batch, StageOutput
 from agents.chat_stage import Ask, ChatStage, ChatStageConfig, Prompt, load_prompt
+from agents.preference_pairs import preference_pair
 from schemas import Lineage, McqRow, PreferenceRow, SftRow, stable_id
 
 LETTERS = "ABCD"
@@ -143,7 +148,7 @@ class QuestionWriter(ChatStage):
     config_model = QuestionWriterConfig
     reads = ("clips", "objects", "captions", "reviews")
     writes = ("mcqs", "sft", "preferences")
-    version = "1"
+    version = "2"
     config: QuestionWriterConfig
 
     def setup(self) -> None:
@@ -173,6 +178,7 @@ class QuestionWriter(ChatStage):
                 self._motion_rows(out, clip, payload, result)
             else:
                 self._object_rows(out, clip, payload, result)
+        out.rows["mcqs"] = balance_letters(out.rows["mcqs"], shard_start(batch.clips))
         return out
 
     def _ask(self, kind: str, clip, payload: Any) -> Ask:
@@ -215,14 +221,15 @@ class QuestionWriter(ChatStage):
             answer_text = f"{s.answer.rstrip()} {s.rationale.strip()}"
             rows.append(("sft", {"sft_id": stable_id(self.name, "sft", caption_id, s.question, answer_text),
                                  "clip_id": clip.clip_id, "question": s.question, "answer": answer_text}, SftRow))
-        for p in answer.preferences:
-            pair_id = stable_id(self.name, "pair", caption_id, p.question, p.chosen, p.rejected)
-            if normalise(p.chosen) == normalise(p.rejected):
-                out.reject(self.name, pair_id, "identical_pair", "chosen and rejected say the same", clip.clip_id)
-                continue
-            rows.append(("preferences", {"pair_id": pair_id, "clip_id": clip.clip_id, "question": p.question,
-                                         "chosen": p.chosen, "rejected": p.rejected, "error_type": p.error_type},
-                         PreferenceRow))
+        # preference pairs come from the grounded questions, one motion fact changed by rule; the
+        # model's own pairs (both sides written from the caption) are not used
+        for _, q, _ in [r for r in rows if r[0] == "mcqs"]:
+            pair = preference_pair(q["category"], q["options"], q["answer"])
+            if pair:
+                rows.append(("preferences", {"pair_id": stable_id(self.name, "pair", q["question_id"]),
+                                             "clip_id": clip.clip_id, "question_id": q["question_id"],
+                                             "question": q["question"], "chosen": pair[0], "rejected": pair[1],
+                                             "error_type": pair[2]}, PreferenceRow))
         self._emit(out, clip.clip_id, self.prompt, result, rows)
 
     # ----- objects: basic / reasoning / future -----

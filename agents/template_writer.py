@@ -3,7 +3,8 @@
 Reads `clips` and the ground-truth `objects`; writes `mcqs` with source "template". Questions only
 name objects the ground truth saw in the clip's sampled frames (all objects when the clip has no
 ground-truth rows). Which categories a scene can support, and what is skipped, is documented in
-`agents.virtual.questions`. Non-virtual clips pass by; an unreadable scene is a rejection.
+`agents.virtual.questions`. Four-option answers are placed by the shard's letter rotation
+(`agents.answer_letters`). Non-virtual clips pass by; an unreadable scene is a rejection.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
+from agents.answer_letters import balance_letters, shard_start
 from agents.base import Batch, Stage, StageConfig, StageOutput
 from agents.ground_truth import SOURCE, ground_truth_object_id
 from agents.virtual.questions import TEMPLATE_VERSION, TemplateQuestion, template_questions
@@ -40,7 +42,7 @@ class TemplateQuestionWriter(Stage[TemplateWriterConfig]):
     config_model: ClassVar[type[StageConfig]] = TemplateWriterConfig
     reads: ClassVar[tuple[str, ...]] = ("clips", "objects")
     writes: ClassVar[tuple[str, ...]] = ("mcqs",)
-    version: ClassVar[str] = "2"  # 2: every question has four options
+    version: ClassVar[str] = "3"  # 2: every question has four options; 3: letters by the shard rotation
 
     def process_batch(self, batch: Batch) -> StageOutput:
         out = StageOutput()
@@ -60,6 +62,7 @@ class TemplateQuestionWriter(Stage[TemplateWriterConfig]):
             for question in template_questions(spec, self.config.seed, clip.clip_id, visible, categories):
                 out.add("mcqs", self._row(clip, question, lineage))
                 out.counters[f"mcq_{question.category}"] += 1
+        out.rows["mcqs"] = balance_letters(out.rows["mcqs"], shard_start(batch.clips))
         return out
 
     def _row(self, clip: ClipRow, q: TemplateQuestion, lineage: Lineage) -> McqRow:

@@ -23,6 +23,7 @@ commit), compacts them with `optimize.compact()`, and prints both side by side.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import random
 import shutil
@@ -50,6 +51,7 @@ SHAPE = {
     "ingest": {"clips": 1},
     "ground_truth": {"objects": 2, "captions": 1},
     "template_writer": {"mcqs": 6},
+    "motion_captioner": {"captions": 1},
     "analyzer": {"phrases": 2},
     "segmentor": {"objects": 2},
     "annotator": {"captions": 2},
@@ -59,6 +61,11 @@ SHAPE = {
     "mcq_filters": {"mcq_checks": 8},
 }
 REJECTIONS_PER_CLIP = 0.25
+
+
+def _shape(stage) -> dict[str, float]:
+    """Rows per clip of a stage; one row per clip in each table it writes if not listed above."""
+    return SHAPE.get(stage.name, {table: 1 for table in stage.writes})
 LONG_TEXT = {"text", "question", "detail", "caption", "chosen", "rejected", "prompt", "answer_text"}
 ANSWERS_PER_CLIP = 5
 
@@ -140,7 +147,7 @@ def write_dataset(root: Path, clips: int, shard_size: int = 4, seed: int = 0) ->
         clip_ids = [f"{rng.getrandbits(64):016x}" for _ in shard.items]
         chain = pipeline.fingerprints(shard)
         for index, stage in enumerate(pipeline.stages):
-            tables = {t: synthetic_table(t, clip_ids, n, rng, rle) for t, n in SHAPE[stage.name].items()}
+            tables = {t: synthetic_table(t, clip_ids, n, rng, rle) for t, n in _shape(stage).items()}
             tables["rejections"] = synthetic_table("rejections", clip_ids, REJECTIONS_PER_CLIP, rng, rle)
             record = {"fingerprint": chain[index], "clip_ids": clip_ids, "retryable": 0, "rejected": 0,
                       "counters": {}, "seconds": 0.0, "committed_at": time.time()}
@@ -251,7 +258,7 @@ def measure_delta(clips: int, workdir: Path) -> dict[str, float]:
     for shard in shards:
         clip_ids = [f"{rng.getrandbits(64):016x}" for _ in shard.items]
         for stage in pipeline.stages:
-            tables = {t: synthetic_table(t, clip_ids, n, rng, rle) for t, n in SHAPE[stage.name].items()}
+            tables = {t: synthetic_table(t, clip_ids, n, rng, rle) for t, n in _shape(stage).items()}
             started = time.perf_counter()
             for table, arrow in tables.items():  # one Delta commit per table: no commit spans tables
                 tagged = arrow.append_column("_stage", pa.array([stage.name] * arrow.num_rows, pa.string()))
@@ -331,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [16, 48] if args.smoke else [int(c) for c in args.clips.split(",")]
     delta_clips = 16 if args.smoke and not args.delta_clips else args.delta_clips
+    if delta_clips and importlib.util.find_spec("deltalake") is None:
+        print("deltalake is not installed (pip install deltalake): the Delta Lake comparison is skipped")
+        delta_clips = 0
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="vde-scale-"))
     try:
         results = [measure(n, workdir) for n in sizes]

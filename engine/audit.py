@@ -50,7 +50,7 @@ import pyarrow as pa
 
 from engine.errors import UserError
 from engine.store import DatasetStore, TableVersion, view_sql
-from schemas import TABLES, arrow_schema, mask_area
+from schemas import TABLES
 
 SNAPSHOTS = "_audit"  # per-audit hard links of shard files; never a table folder (leading underscore)
 
@@ -315,7 +315,11 @@ class AuditDatabase:
         for table, version in self.versions.items():
             self.con.execute(view_sql(self.con, table, version))
         self.columns = self._columns()
-        self.con.execute(self._table_rows_view())
+        # Row counts per table and source, counted once: several checks read them, and as a view
+        # every read scanned every table again.
+        self.con.execute("DROP TABLE IF EXISTS table_rows")
+        self.con.execute(self._table_rows_view().replace("CREATE OR REPLACE VIEW table_rows AS",
+                                                         "CREATE TEMP TABLE table_rows AS", 1))
         self.con.execute(self._lineage_view())
 
     def _pin(self, versions: dict[str, TableVersion]) -> dict[str, TableVersion]:
@@ -438,8 +442,17 @@ def _link(src: Path, folder: Path) -> str | None:
 
 
 def _mask_area_arrow(masks: pa.Array) -> pa.Array:
-    """The mask_area SQL function: pycocotools' area of each COCO RLE struct in a vector."""
-    return pa.array([None if m is None else mask_area(m) for m in masks.to_pylist()], pa.int64())
+    """The mask_area SQL function: pycocotools' area of each COCO RLE struct in a vector, in one call
+    for the whole vector (one call per mask cost most of the mask checks' time)."""
+    from pycocotools import mask as mask_utils
+
+    masks = masks.combine_chunks() if isinstance(masks, pa.ChunkedArray) else masks
+    valid = masks.is_valid().to_numpy(zero_copy_only=False)
+    sizes = masks.field("size").to_pylist()
+    counts = masks.field("counts").to_pylist()
+    rles = [{"size": sizes[i], "counts": counts[i].encode()} for i in range(len(masks)) if valid[i]]
+    areas = iter(mask_utils.area(rles).tolist() if rles else [])
+    return pa.array([next(areas) if ok else None for ok in valid], pa.int64())
 
 
 def _quote(text: str) -> str:

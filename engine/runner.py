@@ -63,7 +63,9 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
     # Clips dropped by a dataset-wide dedup stay dropped: never fed to a stage, never written again.
     excluded = excluded_clips(store.root)
     batch.tables = {t: _without(rows, excluded) for t, rows in batch.tables.items()}
-    output = _call_isolating_failures(stage, batch)
+    # A shard that ingest left empty has nothing for a later stage: its model is never loaded for it.
+    empty = not batch.items and not any(batch.tables.values())
+    output = StageOutput() if empty else _call_isolating_failures(stage, batch)
     tables: dict[str, list[Any]] = {}
     rejections = list(output.rejections)
     for table in stage.writes:

@@ -324,10 +324,11 @@ class DatasetStore:
         self.drop_loose_records()
 
     def maybe_fold(self) -> bool:
-        """Fold the loose records into the index once they are many (amortised: at most doubling)."""
+        """Fold the loose records into the index once they are many: 5,000, or a tenth of the index, so a
+        resume reads few loose records and the index is rewritten a handful of times each time it doubles."""
         state = self.state()
         total = sum(len(shards) for shards in state.values())
-        if len(self._loose) < max(5000, total // 2):
+        if len(self._loose) < max(5000, total // 10):
             return False
         self.fold_index()
         return True
@@ -460,9 +461,12 @@ def read_location(root: Path, location: str | None, table: str | None = None,
     if not full.exists():
         return None
     try:
-        if group is None:
-            return pq.read_table(full, schema=schema, columns=columns)
-        return pq.ParquetFile(full).read_row_group(group, columns=columns)
+        if group is not None:
+            return pq.ParquetFile(full).read_row_group(group, columns=columns)
+        whole = pq.ParquetFile(full).read(columns=columns)  # half the cost of read_table on small files
+        if schema is None or whole.schema.equals(schema, check_metadata=False):
+            return whole
+        return pq.read_table(full, schema=schema)  # a file of an older schema
     except (OSError, pa.ArrowException) as err:
         raise _unreadable(full, err) from None
 

@@ -144,3 +144,19 @@ def test_a_reader_sees_commits_made_after_it_opened(tmp_path):
     assert len(reader.commits("annotator")) == 2
     writer.fold_index()
     assert len(reader.commits("annotator")) == 2 and os.path.exists(writer.index_path)
+
+
+def test_dedup_apply_and_a_resume_work_on_a_compacted_dataset(tmp_path):
+    from agents.curation.dedup import Duplicate
+    from engine import dedup
+
+    store = DatasetStore(tmp_path, recover=True)
+    _fill(store)
+    compaction.compact(store, retention_s=0)
+    pruned = dedup.apply(store, [Duplicate("clip-annotator3", "clip-annotator4", 1.0)])
+    assert pruned == {"captions": 3}
+    reader = DatasetStore(tmp_path)
+    assert len(_ids(reader)) == 69 and "clip-annotator3" not in set(reader.read_table("captions").column("clip_id").to_pylist())
+    assert reader.read_commit("annotator", "s03")["fingerprint"] == "f3"  # kept, so a refresh leaves it alone
+    compaction.compact(DatasetStore(tmp_path, recover=True), retention_s=0)
+    assert len(_glob(tmp_path)) == 69 == len(_view_ids(tmp_path))

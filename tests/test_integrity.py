@@ -200,3 +200,14 @@ def test_dry_run_plans_exactly_what_the_run_does(tmp_path):
     planned, ran, per_stage = _plan_then_run(tmp_path, changed)  # a retry: that shard from that stage on
     assert planned == ran == {("ground_truth", shard), ("template_writer", shard)}
     assert per_stage["ground_truth"]["failed_before"] == 2
+
+
+def test_refresh_and_resume_on_a_compacted_dataset_give_the_rows_of_a_fresh_build(tmp_path, capsys):
+    assert _build(tmp_path / "grown", "virtual:4") == 0
+    assert main(["compact", "--dataset", str(tmp_path / "grown"), "--retention-s", "0"]) == 0
+    assert "compacted" in capsys.readouterr().out
+    assert _build(tmp_path / "grown", "virtual:6") == 0  # a refresh: the new shards land beside the parts
+    stamps = _stamps(tmp_path / "grown")
+    assert _build(tmp_path / "grown", "virtual:6") == 0 and _stamps(tmp_path / "grown") == stamps  # nothing to redo
+    assert _build(tmp_path / "fresh", "virtual:6") == 0
+    assert _rows(tmp_path / "grown") == _rows(tmp_path / "fresh")

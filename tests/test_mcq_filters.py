@@ -12,7 +12,7 @@ import pytest
 from agents.backends.chat import ChatRequest, ScriptedChatBackend
 from agents.base import Batch
 from agents.mcq_filters import McqFilters, binomial_tail
-from agents.question_writer import QuestionWriter, shuffle_order
+from agents.question_writer import QuestionWriter
 from engine.export import export
 from engine.store import DatasetStore
 from schemas import validate_rows
@@ -120,34 +120,31 @@ def test_options_unique_and_length_giveaway(dataset):
 
 
 def all_answers_a(request: ChatRequest) -> str:
-    """A writer model that always puts the right answer first, as models tend to."""
+    """A writer model that always puts the right answer first, as models tend to: one question for
+    each category the request asks for."""
     caption = request.messages[-1]["content"].split('"""')[1]
     evidence = " ".join(caption.split()[:3])
+    asked = re.findall(r"^\s+(MR|LM|AO|RC|MO|CM) ", request.messages[-1]["content"], flags=re.M)
     return json.dumps({"questions": [
-        {"category": "MR", "question": f"Question number {i} about motion?", "options": [evidence, f"x{i}", f"y{i}",
-         f"z{i}"], "answer": "A", "evidence": evidence} for i in range(100)]})
+        {"category": c, "question": f"Question {c} about motion?", "options": [evidence, f"x{c}", f"y{c}", f"z{c}"],
+         "answer": "A", "evidence": evidence} for c in asked]})
 
 
-def test_letters_balanced_as_written_and_reported_before_and_after(dataset):
+def test_letters_moved_as_written_and_reported_before_and_after(dataset):
     batch = batch_from_store(dataset.root, ("clips", "objects", "captions", "reviews"))
     write = lambda seed: QuestionWriter({"object_questions": False, "seed": seed},  # noqa: E731
                                         backend=ScriptedChatBackend(all_answers_a))(batch).rows["mcqs"]
     written = write(0)
-    assert len(written) == 200 and all(q.generated_answer == "A" for q in written)
+    assert len(written) >= 4 and all(q.generated_answer == "A" for q in written)
     assert all(q.options[LETTERS_INDEX[q.answer]] == q.evidence for q in written)  # the right option moved along
     assert [(q.question_id, q.options, q.answer) for q in written] == [
         (q.question_id, q.options, q.answer) for q in write(0)]  # stable run after run
-    assert [q.answer for q in written] != [q.answer for q in write(1)]  # the stage seed decides
     out, _ = run(Batch(dataset.root, tables={"mcqs": written}), blind=False, consistency=False)
-    assert out.counters["letter_before_A"] == 200
+    assert out.counters["letter_before_A"] == len(written)
     after = Counter({k[-1]: v for k, v in out.counters.items() if k.startswith("letter_after_")})
-    # ~50 each: a per-question seeded shuffle, balanced in expectation (binomial sd ~6)
-    assert sum(after.values()) == 200 and min(after.values()) >= 25
-    assert after == Counter(q.answer for q in written)
+    assert sum(after.values()) == len(written) and after == Counter(q.answer for q in written)
     details = {r.detail for r in out.rows["mcq_checks"] if r.check == "letter_shuffle"}
     assert details == {f"A -> {letter}" for letter in after}
-    assert shuffle_order("q", 4, seed=1) != shuffle_order("q", 4, seed=2) or shuffle_order("q", 4, 3) != shuffle_order(
-        "q", 4, 1)
 
 
 LETTERS_INDEX = {"A": 0, "B": 1, "C": 2, "D": 3}
@@ -165,7 +162,7 @@ def test_export_applies_recorded_outcomes(dataset, tmp_path):
     store = DatasetStore(dataset.root)
     store.remove_shard("mcq_filters", "shard0", ["mcq_checks"])
     store.commit(store.stage_shard("mcq_filters", "shard0", {"mcq_checks": out.rows["mcq_checks"]}), {})
-    export(dataset.root, "motionbench", tmp_path)
+    export(dataset.root, "motionbench", tmp_path, media="none")  # the fixture has no video files
     qas = {qa["uid"]: qa for line in (tmp_path / "motionbench.jsonl").read_text().splitlines()
            for qa in json.loads(line)["qa"]}
     dropped = {r.question_id for r in out.rows["mcq_checks"] if r.outcome == "drop"}

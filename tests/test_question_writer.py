@@ -92,7 +92,7 @@ def test_motion_questions_grounded_in_their_caption(dataset):
         caption = VIRTUAL_CAPTION if q.clip_id == dataset.clips["virtual"].clip_id else FOLDER_CAPTION
         assert q.evidence.lower().replace("  ", " ").strip(".") in caption.lower()
         assert q.source == "llm" and q.object_ids == []
-    assert reasons(out) == ["category_not_asked", "duplicate_category", "duplicate_options", "identical_pair",
+    assert reasons(out) == ["category_not_asked", "duplicate_category", "duplicate_options",
                             *["missing_category"] * 5, "ungrounded_answer", "unknown_category", "wrong_option_count"]
     missing = {r.detail.split()[0] for r in out.rejections if r.reason == "missing_category"}
     assert missing == {"LM", "AO", "MO", "MR"}  # virtual: LM, AO, MO; folder: MR, MO
@@ -103,8 +103,26 @@ def test_sft_and_preferences_with_error_type(dataset):
     out, _ = run(dataset, object_questions=False)
     [sft] = out.rows["sft"]
     assert sft.answer == "It rolls left. The caption says so."
-    [pair] = out.rows["preferences"]
-    assert pair.error_type == "wrong_direction" and pair.chosen != pair.rejected
+    pairs = {p.question: p for p in out.rows["preferences"]}  # one per grounded question, by rule
+    mcqs = {q.question: q for q in out.rows["mcqs"]}
+    assert set(pairs) == set(mcqs)
+    assert [(p.chosen, p.rejected, p.error_type) for p in (pairs["Which way does the ball roll?"],
+            pairs["How many times does the ball bounce?"], pairs["Where does the dog run?"])] == [
+        ("Left.", "Right.", "wrong_direction"), ("Twice.", "Three times.", "wrong_count"),
+        ("Right.", "Left.", "wrong_direction")]
+    assert all(p.question_id == mcqs[p.question].question_id and "caption" not in p.chosen.lower()
+               for p in pairs.values())
+
+
+def test_four_option_letters_follow_the_shard_rotation(dataset):
+    out, _ = run(dataset)
+    four = sorted((q for q in out.rows["mcqs"] if len(q.options) == 4), key=lambda q: q.question_id)
+    for category in {q.category for q in four}:
+        letters = [q.answer for q in four if q.category == category]
+        start = "ABCD".index(letters[0])
+        assert letters == ["ABCD"[(start + i) % 4] for i in range(len(letters))]
+    for q in four:  # the model's correct option, wherever it now stands
+        assert q.options["ABCD".index(q.answer)] in ("left", "right", "red", "twice")
 
 
 def test_lineage_and_token_split(dataset):

@@ -17,6 +17,8 @@ from engine.store import DatasetStore
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 from tests.helpers_footage import write_footage_folder
 
+pytestmark = pytest.mark.slow
+
 
 def question_writer_model(body: dict) -> Reply:
     prompt = body["messages"][-1]["content"]

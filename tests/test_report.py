@@ -104,6 +104,7 @@ def test_gallery_shows_every_caption_of_a_clip_with_its_kind(site):
                      "refined_short"], kinds  # clip-level first, then each object (blue, red) from raw to refined
     assert card.count("very/long/path") == 3  # the source caption and both refined ones, in full
     assert '<span class="kind" title="written by test">object_detailed &middot; blue square</span>' in card
+    assert '<span class="kind" title="written by virtual">source &middot; virtual</span>' in card  # clip level: who wrote it
 
 
 def test_plots_count_in_whole_numbers_and_keep_caption_kinds_apart(site, tmp_path):

@@ -167,3 +167,33 @@ def test_bad_scene_is_rejected_and_other_sources_pass(tmp_path):
     out = TemplateQuestionWriter().process_batch(Batch(root=tmp_path, tables={"clips": [broken, folder, clip]}))
     assert [(r.item_id, r.reason, r.stage) for r in out.rejections] == [("e" * 16, "invalid_metadata", "template_writer")]
     assert {r.clip_id for r in out.rows["mcqs"]} == {clip.clip_id}
+
+
+def _shards(root, count: int, size: int = 4):
+    clips = [make_virtual_clip(root, 0, i, render=False, fps=12, seconds=3.0) for i in range(count)]
+    for first in range(0, count, size):
+        shard = clips[first:first + size]
+        objects = GroundTruth().process_batch(Batch(root=root, tables={"clips": shard})).rows["objects"]
+        yield TemplateQuestionWriter({"seed": 0}).process_batch(Batch(root=root, tables={"clips": shard,
+                                                                                         "objects": objects}))
+
+
+def test_letters_balanced_by_the_shard_rotation(tmp_path):
+    """virtual:24 in shards of 4 (the default): each letter's share of the four-option answers is
+    25% +/- 2 points; inside a shard the letters of each category follow the rotation."""
+    rows = []
+    for out in _shards(tmp_path, 24):
+        four = [q for q in out.rows["mcqs"] if len(q.options) == 4]
+        for category in {q.category for q in four}:
+            letters = [q.answer for q in sorted(four, key=lambda q: q.question_id) if q.category == category]
+            start = "ABCD".index(letters[0])
+            assert letters == ["ABCD"[(start + i) % 4] for i in range(len(letters))]
+        rows += four
+    shares = Counter(q.answer for q in rows)
+    assert len(rows) >= 40
+    assert all(abs(shares[letter] / len(rows) - 0.25) <= 0.02 for letter in "ABCD"), shares
+
+
+def test_repetition_count_questions_always_have_four_options(tmp_path):
+    rc = [q for out in _shards(tmp_path, 80, size=8) for q in out.rows["mcqs"] if q.category == "RC"]
+    assert len(rc) > 20 and {len(q.options) for q in rc} == {4}

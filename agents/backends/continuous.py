@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(eq=False)  # compared by identity: two equal prompts are still two sequences (and fields hold tensors)
+@dataclass(eq=False)  # identity: rows leave the batch by identity, never by comparing tensors
 class Sequence:
     prompt_ids: list[int]
     budget: int

@@ -28,7 +28,7 @@ class QwenVisionInputs:
         self.model = model
         self.tokenizer = tokenizer
         self.images = tf.Qwen2VLImageProcessorPil.from_pretrained(path)
-        self.timestamped = model.config.model_type == "qwen3_vl"
+        self.timestamped = model.config.model_type.startswith("qwen3_vl")
         self.ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_PAD, VIDEO_PAD)}
 
     def prompt(self, messages: list[dict[str, Any]]) -> tuple[list[int], dict[str, Any], Any]:

@@ -18,8 +18,8 @@ One question per category per clip, where the scene supports it:
   turn count is not asked: a symmetric shape's full turn is not countable by eye).
 
 Every choice (target object, distractors, option order) comes from a generator seeded by
-(seed, clip, category), so a question is the same run after run, while the answer's position is
-uniform over the letters across a dataset.
+(seed, clip, category), so a question is the same run after run; where the correct option of a
+four-option question finally stands is decided by the template writer's letter rotation.
 """
 
 from __future__ import annotations

@@ -1,15 +1,33 @@
 -- check: mcq_answer_letters
--- measures: answer-letter balance; letter_z = how many binomial standard deviations the most frequent letter's count lies above uniform (total/options), among questions with the same number of options, so small datasets are not failed for chance imbalance
+-- measures: answer-letter balance of four-option questions, which the writers place by a per-shard rotation; letter_gap_points = how many percentage points the farthest letter's share lies from 25% (a dataset under 40 such questions is allowed one question of slack per letter); per-category gaps are listed in the summary
 -- requires: mcqs
--- warn: letter_z > 3
--- fail: letter_z > 4
+-- fail: letter_gap_points > 2
+
+-- [setup]
+CREATE OR REPLACE TEMP TABLE letter_counts AS
+SELECT c.category, l.letter, count(m.question_id) AS n
+FROM (SELECT DISTINCT category FROM mcqs WHERE len(options) = 4) c
+CROSS JOIN (VALUES ('A'), ('B'), ('C'), ('D')) l(letter)
+LEFT JOIN mcqs m ON m.category = c.category AND m.answer = l.letter AND len(m.options) = 4
+GROUP BY ALL;
 
 -- [summary]
-WITH letters AS (SELECT len(options) AS options, answer, count(*) AS questions FROM mcqs GROUP BY ALL)
-SELECT options, answer, questions, round(questions / sum(questions) OVER (PARTITION BY options), 3) AS share
-FROM letters ORDER BY options, answer;
+WITH letters AS (SELECT len(options) AS options, category, answer, count(*) AS questions FROM mcqs GROUP BY ALL),
+overall AS (SELECT options, 'all' AS category, answer, sum(questions) AS questions FROM letters GROUP BY ALL)
+SELECT options, category, answer, questions,
+       round(100.0 * questions / sum(questions) OVER (PARTITION BY options, category), 1) AS share_points
+FROM (SELECT * FROM overall UNION ALL SELECT * FROM letters)
+ORDER BY options, category = 'all' DESC, category, answer;
 
 -- [metric]
-WITH letters AS (SELECT len(options) AS options, answer, count(*) AS n FROM mcqs GROUP BY ALL)
-SELECT coalesce(max((n - total / options) / sqrt(total * (1.0 / options) * (1 - 1.0 / options))), 0) AS letter_z
-FROM (SELECT *, sum(n) OVER (PARTITION BY options) AS total FROM letters);
+WITH overall AS (SELECT letter, sum(n) AS n FROM letter_counts GROUP BY letter),
+stats AS (SELECT sum(n) AS total, max(abs(n - (SELECT sum(n) FROM overall) / 4.0)) AS dev FROM overall),
+categories AS (SELECT category, max(abs(n - total / 4.0)) / max(total) * 100 AS gap, max(total) AS total
+               FROM (SELECT *, sum(n) OVER (PARTITION BY category) AS total FROM letter_counts) GROUP BY category)
+SELECT CASE WHEN coalesce(total, 0) = 0 THEN NULL
+            WHEN total >= 40 THEN dev / total * 100
+            ELSE greatest(dev - 1, 0) / total * 100 END AS letter_gap_points,
+       (SELECT 'categories more than 2 points off: ' ||
+               string_agg(category || ' ' || round(gap, 1) || ' (' || total || ' questions)', ', ' ORDER BY category)
+        FROM categories WHERE total >= 40 AND gap > 2) AS note
+FROM stats;
