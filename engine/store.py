@@ -152,6 +152,10 @@ class DatasetStore:
             raise
         return staged
 
+    def discard(self, staged: StagedShard) -> None:
+        """Drop a staged shard that will not be committed (the driver asks for it again)."""
+        shutil.rmtree(staged.txn_dir, ignore_errors=True)
+
     def commit(self, staged: StagedShard, record: dict[str, Any]) -> dict[str, Any]:
         """Make a staged shard visible: manifest, renames, commit record. Idempotent."""
         name = shard_file_name(staged.stage, staged.shard_id)

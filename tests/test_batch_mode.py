@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from agents.backends.chat import ChatModelConfig, make_chat_backend
+from agents.backends.chat import ChatModelConfig
+from agents.backends.make import make_chat_backend
 from agents.backends.openai_batch import BatchPending, OpenAIBatchBackend
 from agents.question_writer import QuestionWriter
 from tests.fakes.batch_server import BatchServer

@@ -14,7 +14,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -202,28 +201,3 @@ class ChatModelConfig(BaseModel):
     batch_max_wait_s: float = Field(24 * 3600.0, ge=0, description="openai-batch: wait this long, then stop "
                                     "(the batch ids are kept; the next run resumes them)")
     fake_latency_s: float = Field(0.0, ge=0, description="fake: simulated seconds per request")
-
-
-def make_chat_backend(cfg: ChatModelConfig, state_dir: str | Path | None = None) -> ChatBackend:
-    """The backend a config names; implementations import their heavy modules lazily.
-    `state_dir` is where the Batch API mode keeps its batch ids (a chat stage binds it to
-    `<dataset>/_batches/<stage>/` at its first batch when not given here)."""
-    if cfg.backend == "openai-batch":
-        import os
-
-        from agents.backends.openai_batch import OpenAIBatchBackend
-
-        return OpenAIBatchBackend(cfg.model, state_dir, revision=cfg.revision, base_url=cfg.base_url,
-                                  api_key=os.environ.get(cfg.api_key_env), poll_interval_s=cfg.batch_poll_s,
-                                  max_wait_s=cfg.batch_max_wait_s)
-    if cfg.backend == "openai":
-        from agents.backends.openai_chat import OpenAIChatBackend
-
-        return OpenAIChatBackend(cfg)
-    if cfg.backend == "fake":
-        from agents.backends.fake import InstantChatBackend
-
-        return InstantChatBackend(cfg)
-    from agents.backends.local_chat import LocalChatBackend
-
-    return LocalChatBackend(cfg)
