@@ -4,7 +4,7 @@ Renders a few long videos (hard cuts every few seconds, moving and still shots),
 two cores through the guarded worker, and decodes the same videos front to back with PyAV. Prints
 clips per second, frames per second and the ratio; the last line is one JSON object.
 
-    python bench/ingest.py [--videos 3] [--seconds 30] [--width 640] [--height 360]
+    python bench/ingest.py [--videos 3] [--seconds 30] [--width 640] [--height 360] [--smoke]
 """
 
 from __future__ import annotations
@@ -64,7 +64,10 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--fps", type=float, default=24.0)
+    parser.add_argument("--smoke", action="store_true", help="one 4 s 320x180 video: seconds, for the test suite")
     args = parser.parse_args()
+    if args.smoke:
+        args.videos, args.seconds, args.width, args.height = 1, 4.0, 320, 180
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 2:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2])  # the worker inherits it
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -6,7 +6,7 @@ refiner, question writer) with `backend: fake` chat models at the model boundary
 same Parquet tables. Then both again with a simulated API latency, to show the API stages keep
 their concurrency full. Rendering the scenes happens once, before either is timed.
 
-    python bench/pipeline.py --clips 500 [--latency 0.05] [--concurrency 16] [--shard-size 16]
+    python bench/pipeline.py --clips 500 [--latency 0.05] [--concurrency 16] [--shard-size 16] [--smoke]
 
 The last line printed is one JSON object with `ratio_vs_sequential` (engine throughput over the
 loop's, instant models) and `api_concurrency_efficiency` (achieved requests/s of the API-bound
@@ -177,7 +177,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight per API actor")
     parser.add_argument("--shard-size", type=int, default=16)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--smoke", action="store_true", help="6 clips in shards of 3: seconds, for the test suite")
     args = parser.parse_args()
+    if args.smoke:
+        args.clips, args.shard_size, args.latency, args.concurrency = 6, 3, 0.01, 4
     os.environ.setdefault("VDE_CACHE", str(Path(tempfile.gettempdir()) / "vde-bench-cache"))
     work = args.work or Path(tempfile.mkdtemp(prefix="vde-bench-"))
     media = work / "media"

@@ -144,7 +144,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the image encoders")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--smoke", action="store_true", help="tiny builds, 2 frames, one repeat: seconds, for the test suite")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.tiny, args.frames, args.repeats = True, 2, 1
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tiny = args.tiny or device == "cpu"
@@ -190,6 +193,7 @@ def main(argv=None) -> dict:
         print(f"{row['model']:22} {row['setting']:18} {rate:9.2f} {unit:8} {row['tflops']:8.3f} TFLOP/s  {extra}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results))
     return results
 
 

@@ -311,6 +311,9 @@ def print_summary(store_root: str, summary: dict[str, Any]) -> None:
     con.close()
     if reasons:
         print("rejections:", ", ".join(f"{stage}/{reason} x{n}" for stage, reason, n in reasons), file=out)
+    if "clips" in tables and not tables["clips"]:
+        print("ingest kept no clip (see the rejections above): the later stages had nothing to do; "
+              "fix the source or the ingest filters (--set ingest.curation.filters.FIELD=...) and run again", file=out)
     tokens = summary.get("tokens") or {}
     if tokens.get("calls"):
         spent, replayed = tokens["spent"], tokens["replayed"]

@@ -11,7 +11,9 @@ on death and retry of the batch that was in flight.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,8 @@ class RayExecutor:
         self.pools: list[list[Any]] = []
         self.limits: list[int] = []
         self.load: dict[Any, int] = {}
+        self.makers: list[Any] = []
+        self.lost_since: dict[tuple[int, str], float] = {}  # (stage, shard) -> first loss of its task
         for members in groups:
             hosted = [stages[i] for i in members]
             res = [s.resources for s in hosted]
@@ -101,8 +105,9 @@ class RayExecutor:
             if memory:
                 options["memory"] = int(memory * 2**30)
             specs = [(type(s), s.config.model_dump()) for s in hosted]
-            pool = [actor_class.options(**options).remote(specs, str(root), options["num_cpus"])
-                    for _ in range(max(r.actors for r in res))]
+            make = partial(_new_actor, actor_class, options, specs, str(root))
+            pool = [make() for _ in range(max(r.actors for r in res))]
+            self.makers.append(make)
             self.pools.append(pool)
             self.limits.append(max(r.max_in_flight for r in res))
             self.load.update({actor: 0 for actor in pool})
@@ -145,15 +150,39 @@ class RayExecutor:
         ref = ready[0]
         task, actor = self.running.pop(ref)
         self.load[actor] -= 1
+        group = self.group_of[task.stage_index]
         try:
             result: ShardResult | Exception = self.ray.get(ref)
         except Exception as err:  # noqa: BLE001 - actor died past its restarts, or the task raised
+            if self._resubmit_lost(task, actor, group, err):
+                return None
             result = err
-        self._dispatch(self.group_of[task.stage_index])
+        self.lost_since.pop((task.stage_index, task.shard_id), None)
+        self._dispatch(group)
         return task, result
 
     def in_flight(self) -> int:
         return len(self.running) + sum(len(q) for q in self.waiting)
+
+    def _resubmit_lost(self, task: ShardTask, actor: Any, group: int, err: Exception) -> bool:
+        """A task lost with its actor or node (not one that raised) runs again, on a restarted
+        or new actor, for up to LOST_TASK_WINDOW_S: a task only stages files, the driver commits,
+        so running it twice is harmless."""
+        lost = (self.ray.exceptions.ActorUnavailableError, self.ray.exceptions.ActorDiedError,
+                self.ray.exceptions.NodeDiedError, self.ray.exceptions.ObjectLostError)
+        if not isinstance(err, lost):
+            return False
+        first = self.lost_since.setdefault((task.stage_index, task.shard_id), time.monotonic())
+        if time.monotonic() - first > LOST_TASK_WINDOW_S:
+            return False
+        if isinstance(err, self.ray.exceptions.ActorDiedError):  # past its restarts: a new one
+            pool = self.pools[group]
+            pool[pool.index(actor)] = fresh = self.makers[group]()
+            self.load[fresh] = 0
+        time.sleep(LOST_TASK_PAUSE_S)  # let the actor restart elsewhere
+        self.waiting[group].appendleft(task)
+        self._dispatch(group)
+        return True
 
     def cancel_waiting(self) -> None:
         """Drop tasks no actor has started (a stop); running ones still finish and commit."""
@@ -164,6 +193,14 @@ class RayExecutor:
         for pool in self.pools:
             for actor in pool:
                 self.ray.kill(actor)
+
+
+LOST_TASK_WINDOW_S = 300.0  # how long a task lost with its node is tried again
+LOST_TASK_PAUSE_S = 1.0
+
+
+def _new_actor(actor_class, options: dict[str, Any], specs: list, root: str):
+    return actor_class.options(**options).remote(specs, root, options["num_cpus"])
 
 
 class StageActor:
@@ -179,8 +216,10 @@ class StageActor:
         self.threads = threads
         self.stages = {cls.name: cls(config) for cls, config in specs}
         self.store = DatasetStore(root, create=False)
+        self.started = False
 
     def start(self) -> None:
+        self.started = True
         for stage in self.stages.values():
             try:
                 stage.start(SetupContext(self.store.root))
@@ -189,6 +228,8 @@ class StageActor:
         limit_torch_threads(self.threads)
 
     def run(self, task: ShardTask) -> ShardResult:
+        if not self.started:  # an actor made to replace a dead one
+            self.start()
         return run_task(self.stages[task.stage], self.store, task)
 
 

@@ -461,7 +461,8 @@ def test_strict_fails_when_every_model_stage_errored(tmp_path, capsys, monkeypat
     root = tmp_path / "ds"
     with FakeOpenAIServer(lambda body: Fail(500)) as server:
         flags = []
-        for stage in ("analyzer", "annotator", "reviewer", "refiner", "question_writer", "mcq_filters"):
+        for stage in ("motion_captioner", "analyzer", "annotator", "reviewer", "refiner", "question_writer",
+                      "mcq_filters"):
             for key, value in {"backend": "openai", "model": "fake-gpt", "base_url": server.base_url,
                                "max_retries": 0, "backoff_initial_s": 0.01, "backoff_max_s": 0.02}.items():
                 flags += ["--set", f"{stage}.chat.{key}={value}"]

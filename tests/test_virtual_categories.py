@@ -1,5 +1,6 @@
 """Acceptance: `virtual:24` with the tiny profile gives questions in all six MotionBench categories,
-every one with four options, and the audit's category check passes."""
+every one with four options, and a camera question for every clip (each has a camera estimate).
+About eight minutes on two busy cores: the whole tiny pipeline on 24 clips."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ from collections import Counter
 
 import pytest
 
-from engine import audit
 from engine.run import main
 from engine.store import DatasetStore
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def test_virtual_scenes_cover_the_six_categories_with_four_options(tmp_path):
@@ -28,5 +28,5 @@ def test_virtual_scenes_cover_the_six_categories_with_four_options(tmp_path):
     assert all(c["camera_motion"] for c in clips)  # exact for virtual scenes
     captioned = {c["clip_id"] for c in store.read_table("captions").to_pylist() if c["source"] == "motion_captioner"}
     assert captioned == {c["clip_id"] for c in clips}  # the captioner's benchmark set
-    [result] = audit.run_audit(root, audit.load_checks(names=["motion_categories"]))
-    assert result.status == "pass", (result.value, motion)
+    camera_questions = {q["clip_id"] for q in mcqs if q["category"] == "CM"}
+    assert camera_questions == {c["clip_id"] for c in clips}

@@ -4,9 +4,10 @@
 returns plain measurements. `Curator` runs it under the guard and turns measurements into kept
 clips and rejections; `drop_near_duplicates` then removes copies among the kept clips.
 
-Cost: the video is decoded twice, once by PySceneDetect (on downscaled frames) and once to read
-the sampled frames (only those are converted to arrays). bench/ingest.py measures the ratio to a
-plain decode.
+Cost: the video is decoded once. PySceneDetect reads it for shot detection, and every frame it
+reads is also kept as a small grey analysis frame (`FrameStore`), from which the sampled frames
+are taken once the shots are known; only a shot longer than the store holds is decoded a second
+time, for its sampled frames alone. bench/ingest.py measures the ratio to a plain decode.
 """
 
 from __future__ import annotations
@@ -141,8 +142,9 @@ def analyse_video(path: str, config: dict, start: float | None = None, end: floa
         return VideoAnalysis(facts, video_rejection=verdict)
     first = round(start * facts.fps) if start else 0
     last = round(end * facts.fps) if end else None
+    store = FrameStore()
     if cfg.split.enabled:
-        shots, _ = detect_shots(path, cfg.split, first, last)
+        shots, _ = detect_shots(path, cfg.split, first, last, tap=store.add)
     else:
         shots = [Span(first, last or facts.num_frames, facts.fps)]
     if not shots or shots[-1].end_frame - shots[0].start_frame < 2:
@@ -156,7 +158,10 @@ def analyse_video(path: str, config: dict, start: float | None = None, end: floa
         else:
             pairs = sample_pairs(span.start_frame, span.end_frame, span.fps, cfg.filters)
             wanted[span] = (pairs, hash_positions(span.start_frame, span.end_frame, cfg.dedup.hash_frames))
-    frames = _read_grey(path, {i for pairs, hashed in wanted.values() for pair in pairs for i in pair} | {i for _, h in wanted.values() for i in h})
+    needed = {i for pairs, hashed in wanted.values() for pair in pairs for i in pair} | {i for _, h in wanted.values() for i in h}
+    frames = store.take(needed)
+    if needed - frames.keys():
+        frames |= _read_grey(path, needed - frames.keys())
     gap = max(1, round(cfg.filters.pair_gap_s * facts.fps)) / facts.fps
     for span, (pairs, hashed) in wanted.items():
         if any(i not in frames for pair in pairs for i in pair) or any(i not in frames for i in hashed):
@@ -166,6 +171,26 @@ def analyse_video(path: str, config: dict, start: float | None = None, end: floa
         hashes = tuple(frame_hash(frames[i]) for i in hashed) if cfg.dedup.enabled else ()
         analysis.measured.append(ClipMeasure(span, features, hashes))
     return analysis
+
+
+class FrameStore:
+    """Grey analysis frames of the frames decoded for shot detection, up to `limit` of them
+    (about 14 KB each at 160x90: the default holds ten minutes of 24 fps footage in ~200 MB)."""
+
+    def __init__(self, limit: int = 14_400):
+        self.limit = limit
+        self.frames: dict[int, object] = {}
+
+    def add(self, index: int, bgr, rotation: int) -> None:
+        if len(self.frames) < self.limit:
+            import cv2
+
+            from agents.video import upright
+
+            self.frames[index] = to_analysis_grey(upright(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), rotation))
+
+    def take(self, wanted: set[int]) -> dict[int, object]:
+        return {i: self.frames[i] for i in wanted if i in self.frames}
 
 
 def _read_grey(path: str, wanted: set[int]) -> dict[int, object]:

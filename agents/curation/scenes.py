@@ -7,9 +7,10 @@ asks for clip files (`materialize`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,11 +49,17 @@ class Span:
         return self.num_frames / self.fps
 
 
-def detect_shots(path: str | Path, config: SplitConfig, first: int = 0, last: int | None = None) -> tuple[list[Span], int]:
-    """Shots of frames [first, last) (default: the whole video) and the number of frames read."""
-    from scenedetect import AdaptiveDetector, ContentDetector, SceneManager, open_video
+DETECT_WIDTH = 256  # the longer side of the frames the detector sees (PySceneDetect's own default)
+FrameTap = Callable[[int, Any, int], None]  # (frame index, BGR array, display rotation)
 
-    video = open_video(str(path), backend="pyav")
+
+def detect_shots(path: str | Path, config: SplitConfig, first: int = 0, last: int | None = None,
+                 tap: FrameTap | None = None) -> tuple[list[Span], int]:
+    """Shots of frames [first, last) (default: the whole video) and the number of frames read.
+    `tap` sees every decoded frame on the way to the detector, so the caller needs no second decode."""
+    from scenedetect import AdaptiveDetector, ContentDetector, SceneManager
+
+    video = _tapped_stream(path, tap, first)
     fps = float(video.frame_rate)
     if first:
         video.seek(first)
@@ -62,11 +69,41 @@ def detect_shots(path: str | Path, config: SplitConfig, first: int = 0, last: in
     else:
         detector = ContentDetector(threshold=config.threshold, min_scene_len=config.min_shot_frames)
     manager = SceneManager()
+    manager.auto_downscale, manager.downscale = False, 1  # the stream gives frames at DETECT_WIDTH
     manager.add_detector(detector)
     manager.detect_scenes(video, end_time=last)
     shots = [Span(a.frame_num, b.frame_num, fps) for a, b in manager.get_scene_list(start_in_scene=True)]
     frames_read = shots[-1].end_frame if shots else 0
     return shots, frames_read
+
+
+def _tapped_stream(path: str | Path, tap: FrameTap | None, first: int):
+    """PySceneDetect's PyAV stream, giving the detector frames already scaled to its working size
+    (PyAV scales and converts in one step) and handing each one to `tap` as it is read."""
+    from scenedetect.backends.pyav import VideoStreamAv
+
+    class TappedStream(VideoStreamAv):
+        position_index = first
+
+        @property
+        def frame_size(self) -> tuple[int, int]:
+            width, height = super().frame_size
+            scale = min(1.0, DETECT_WIDTH / max(width, height))
+            return max(1, round(width * scale)), max(1, round(height * scale))
+
+        def read(self, decode: bool = True):
+            if super().read(decode=False) is False:
+                return False
+            index, self.position_index = self.position_index, self.position_index + 1
+            if not decode and tap is None:
+                return True
+            width, height = self.frame_size
+            frame = self._frame.to_ndarray(format="bgr24", width=width, height=height)
+            if tap is not None:
+                tap(index, frame, int(self._frame.rotation or 0))
+            return frame if decode else True
+
+    return TappedStream(str(path), threading_mode="AUTO")
 
 
 def cut_windows(shots: list[Span], max_seconds: float | None) -> list[Span]:
