@@ -109,8 +109,8 @@ def execute(
                     continue
                 task, result = got
                 shard = by_id[task.shard_id]
-                if isinstance(result, UndeclaredTable):
-                    raise result  # a stage that breaks its contract is a bug: stop, name it
+                if isinstance(result, UndeclaredTable) or isinstance(getattr(result, "cause", None), UndeclaredTable):
+                    raise result  # a stage that breaks its contract is a bug: stop, name it (Ray wraps it)
                 if isinstance(result, Exception):
                     result = _failed(store, task, shard, pipeline, result)
                 elif task.items and (repeated := _owned_elsewhere(result, owner, shard.shard_id)):
