@@ -101,14 +101,14 @@ def render_object_frames(
 ) -> dict[str, tuple[list[int], list]]:
     """object_id -> (clip frame numbers, PIL images with the visual prompt drawn); objects whose
     frames or masks cannot be used are rejection rows instead."""
-    from agents.video import VideoError, read_frames
+    from agents.video import VideoError
 
     picks = {o.object_id: sample(o.frame_indices, num_frames) for o in objects}
     wanted = sorted({clip_frame for chosen in picks.values() for _, clip_frame in chosen})
     if kind == "trails":  # the blur needs the consecutive frames before each shown frame
         wanted = sorted({f for window in blur_windows(wanted) for f in window})
     try:
-        frames = read_frames(batch.resolve(clip.video_path), wanted)
+        frames = batch.read_frames(clip, wanted)
     except Exception as err:  # read_frames maps decode errors; opening a non-video raises PyAV's own
         reason = err.reason if isinstance(err, VideoError) else "decode_error"
         for obj in objects:

@@ -9,6 +9,7 @@ checks those when the pipeline is built and decides where the stage runs.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import threading
 from collections import defaultdict
@@ -57,16 +58,41 @@ class SourceItem:
     signature: str = ""  # changes when the underlying file changes (size, mtime)
 
 
+class UndeclaredTable(Exception):
+    """A stage touched a table it did not declare in `reads` / `reads_for(config)`."""
+
+
+@dataclass(frozen=True)
+class SetupContext:
+    """What a stage may need to know when it loads its model: where the dataset lives."""
+
+    root: Path
+
+
 @dataclass
 class Batch:
-    """The input of one stage call: one shard's source items and the rows upstream stages made."""
+    """The input of one stage call: one shard's source items and the rows upstream stages made.
+
+    The runner builds it with `stage` and `declared` set: then only the declared tables can be
+    read, and reading another raises UndeclaredTable naming the stage and the table."""
 
     root: Path
     items: list[SourceItem] = field(default_factory=list)
     tables: dict[str, list[Row]] = field(default_factory=dict)
+    stage: str | None = None
+    declared: frozenset[str] | None = None
 
     def rows(self, table: str) -> list[Any]:
+        if self.declared is not None and table not in self.declared:
+            raise UndeclaredTable(
+                f"stage {self.stage} reads table {table!r} but declares only "
+                f"{', '.join(sorted(self.declared)) or 'none'}; add it to the stage's reads (or reads_for)"
+            )
         return self.tables.get(table, [])
+
+    def part(self, items: list[SourceItem] | None = None, tables: dict[str, list[Row]] | None = None) -> Batch:
+        """A batch of a subset of this one's items or rows, with the same declaration."""
+        return Batch(self.root, items or [], tables or {}, self.stage, self.declared)
 
     @property
     def clips(self) -> list[Any]:
@@ -84,11 +110,11 @@ class Batch:
 
     def read_frames(self, clip: Any, indices: list[int] | None = None):
         """(T, H, W, 3) uint8 frames of a clip by clip-relative index (default: its sampling plan).
-        Use this rather than decoding `video_path` directly: a clip may be a span of a longer video."""
+        The only way a stage gets frames: a clip may be a span of a longer video, or rotated."""
         from agents.video import read_clip_frames
 
-        wanted = clip.frame_indices if indices is None else indices
-        return read_clip_frames(self.resolve(clip.video_path), wanted, clip.start, clip.fps)
+        return read_clip_frames(self.resolve(clip.video_path), clip.fps, clip.num_frames, clip.frame_indices,
+                                start=clip.start, indices=indices)
 
 
 @dataclass
@@ -114,7 +140,11 @@ C = TypeVar("C", bound=StageConfig)
 
 class Stage(Generic[C]):
     """Base class of every stage. Subclasses set `name`, `config_model`, `reads`, `writes`,
-    `version`, and implement `process_batch`; model-backed stages also implement `setup`."""
+    `version`, and implement `process_batch`; model-backed stages also implement `setup`.
+
+    `reads` is what the stage needs whatever its config; a stage whose inputs depend on its
+    config overrides `reads_for(config)`; `optional_reads` are read when an earlier stage of the
+    run writes them. The runner hands it exactly those tables (`inputs()`)."""
 
     name: ClassVar[str]
     config_model: ClassVar[type[StageConfig]] = StageConfig
@@ -137,16 +167,39 @@ class Stage(Generic[C]):
     def resources(self) -> Resources:
         return self.config.resources
 
-    def setup(self) -> None:
-        """Load models. Called once per actor, before the first batch."""
+    @classmethod
+    def reads_for(cls, config: C) -> tuple[str, ...]:
+        """The tables a stage with this config needs (default: the class's `reads`)."""
+        return tuple(cls.reads)
 
-    def ensure_setup(self) -> None:
+    @property
+    def is_source(self) -> bool:
+        """The source role: the stage that turns source items into clips (ingest). It alone gets
+        the shard's items; every other stage gets rows."""
+        return "clips" in self.writes
+
+    def inputs(self) -> tuple[str, ...]:
+        """Every table the batch exposes: the needed ones, then those read only when present."""
+        needed = tuple(self.reads_for(self.config))
+        return needed + tuple(t for t in self.optional_reads if t not in needed)
+
+    def setup(self, ctx: SetupContext | None = None) -> None:
+        """Load models. The executor calls it once per actor, before the first batch."""
+
+    def start(self, ctx: SetupContext | None = None) -> None:
+        """Set up once (thread-safe); `setup()` written without a context is called without one."""
         if self._ready:
             return
         with self._setup_lock:  # an actor answering several shards at once sets up only once
             if not self._ready:
-                self.setup()
+                if ctx is not None and _takes_context(self.setup):
+                    self.setup(ctx)
+                else:
+                    self.setup()
                 self._ready = True
+
+    def ensure_setup(self) -> None:
+        self.start()
 
     @property
     def concurrent_shards(self) -> bool:
@@ -173,7 +226,13 @@ class Stage(Generic[C]):
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
-    @classmethod
-    def check_tables(cls) -> None:
-        for table in (*cls.reads, *cls.optional_reads, *cls.writes):
+    def check_tables(self) -> None:
+        for table in (*self.inputs(), *self.writes):
             row_model(table)  # raises on an unknown table name
+
+
+def _takes_context(setup) -> bool:
+    try:
+        return len(inspect.signature(setup).parameters) >= 1
+    except (TypeError, ValueError):
+        return False

@@ -17,7 +17,7 @@ used (a malformed answer re-asked, a failed answer) land in the stage counters o
 record (`_commits/<stage>/<shard>.json`): `wasted_prompt_tokens`, `wasted_completion_tokens`.
 Answers replayed from the response cache count as `replayed_*_tokens`, never as spent.
 
-The dataset root is known at the first batch (`bind_root`): successful answers are cached under
+The dataset root comes with `setup(ctx)` (or the first batch, `bind_root`): successful answers are cached under
 `<root>/_cache/chat/` (config `cache`, on by default; keyed by input, agent, prompt version and
 model, so a rerun or resume replays completed calls for free), and the Batch API mode keeps its
 batch ids under `<root>/_batches/<stage>/`. A backend injected by the caller is used as given.
@@ -34,8 +34,9 @@ from typing import Any
 from pydantic import Field
 
 from agents.backends.cache import CachedChatBackend, ResponseCache
-from agents.backends.chat import ChatBackend, ChatModelConfig, ChatRequest, ChatResult, make_chat_backend
-from agents.base import Batch, Stage, StageConfig, StageOutput
+from agents.backends.chat import ChatBackend, ChatModelConfig, ChatRequest, ChatResult
+from agents.backends.make import make_chat_backend
+from agents.base import Batch, SetupContext, Stage, StageConfig, StageOutput
 from schemas import Lineage
 from schemas.enums import RETRYABLE_REASONS
 from schemas.tables import rejection
@@ -119,11 +120,13 @@ class ChatStage(Stage):
         self._injected = backend is not None
         self._root: Path | None = None
 
-    def setup(self) -> None:
+    def setup(self, ctx: SetupContext | None = None) -> None:
         if self.backend is None:
             self.backend = make_chat_backend(self.config.chat)
         self.backend.setup()
         self.prompt = load_prompt(self.config.prompt)
+        if ctx is not None:
+            self.bind_root(ctx.root)
 
     def teardown(self) -> None:
         if self.backend is not None:

@@ -97,6 +97,11 @@ class McqFilters(ChatStage):
     version = "1"
     config: McqFiltersConfig
 
+    @classmethod
+    def reads_for(cls, config: McqFiltersConfig) -> tuple[str, ...]:
+        """The consistency check needs the clips' own captions (manifest questions cite them)."""
+        return ("clips", *cls.reads) if config.consistency else cls.reads
+
     def setup(self) -> None:
         """The model is loaded only when a model-backed check is on."""
         if self.config.blind or self.config.consistency:

@@ -49,10 +49,14 @@ class MaskReviewer(ChatStage):
     version = "1"
     config: ReviewerConfig
 
+    @classmethod
+    def reads_for(cls, config: ReviewerConfig) -> tuple[str, ...]:
+        return ("clips", *cls.reads) if config.mode == "vlm" else cls.reads
+
     def process_batch(self, batch: Batch) -> StageOutput:
         out = StageOutput()
         captions = object_captions(batch.rows("captions"))
-        clips = {c.clip_id: c for c in batch.clips}
+        clips = {c.clip_id: c for c in batch.clips} if self.config.mode == "vlm" else {}
         asks = []
         for clip_id, objects in batch.by_clip("objects").items():
             reviewable = []

@@ -153,10 +153,8 @@ def _count_decodable(container, stream) -> tuple[int, int, list[float]]:
 
 
 def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
-    """Decode the frames at `indices` (any order, repeats allowed) as (T, H, W, 3) uint8 RGB.
-
-    Decodes the stream once, front to back, keeping only the wanted frames.
-    """
+    """Decode the frames at file positions `indices` (any order, repeats allowed) as (T, H, W, 3)
+    uint8 RGB, upright. Stages read clips through `read_clip_frames` (via `Batch.read_frames`)."""
     wanted = set(int(i) for i in indices)
     if not wanted:
         raise ValueError("no frame indices to read")
@@ -232,8 +230,17 @@ def clip_frame_offset(start: float | None, fps: float) -> int:
     return int(round((start or 0.0) * fps))
 
 
-def read_clip_frames(path: str | Path, indices: Sequence[int], start: float | None, fps: float) -> np.ndarray:
-    """Frames of a clip by clip-relative index: clips that are spans of a longer video
-    (`start` set) count their `frame_indices` from `start`."""
+def read_clip_frames(path: str | Path, fps: float, num_frames: int, frame_indices: Sequence[int], *,
+                     start: float | None = None, indices: Sequence[int] | None = None) -> np.ndarray:
+    """The one way a stage, the report or an export gets a clip's frames: (T, H, W, 3) uint8
+    RGB, upright, by clip-relative index (default: the clip's sampling plan `frame_indices`).
+
+    A clip that is a span of a longer video (`start` set: a manifest span or a curated window)
+    counts its frames from `start`; an index outside the clip's `num_frames` is an error rather
+    than a frame of the neighbouring footage."""
+    wanted = [int(i) for i in (frame_indices if indices is None else indices)]
+    outside = [i for i in wanted if not 0 <= i < num_frames]
+    if outside:
+        raise VideoError("frame_out_of_clip", f"frames {outside[:5]} are outside the clip's {num_frames} frames")
     offset = clip_frame_offset(start, fps)
-    return read_frames(path, [offset + int(i) for i in indices])
+    return read_frames(path, [offset + i for i in wanted])

@@ -128,7 +128,7 @@ def run_sequential(cfg, root: Path) -> float:
         tables: dict[str, list] = {}
         for stage in stages:
             batch = Batch(root=root, items=shard.items if stage.name == "ingest" else [],
-                          tables={t: list(tables.get(t, [])) for t in stage.reads})
+                          tables={t: list(tables.get(t, [])) for t in stage.inputs()})
             out = stage(batch)
             for table in (*stage.writes, "rejections"):
                 rows = out.rejections if table == "rejections" else out.rows.get(table, [])

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.compact import maintain
-from engine.config import JobConfig, build_stages, colocated_groups, stage_configs
+from engine.config import JobConfig, RunConfig, build_stages, resolve_run
 from engine.dedup import STATE_FILE
 from engine.driver import BuildOptions, StopRequest, execute, plan_build, write_run_summary
 from engine.errors import NotReady, UserError
@@ -50,13 +50,13 @@ def _build(cfg: JobConfig, store: DatasetStore, dry_run: bool, prune: bool, reco
         os.environ["VDE_ALLOW_DOWNLOAD"] = "1"  # read by every model loader of the run, Ray workers included
     else:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    stages = build_stages(cfg)
-    colocated_groups(cfg)  # a bad placement fails here, before any work
+    run = resolve_run(cfg)  # profile, placement and overrides read once; a bad placement fails here
+    stages = build_stages(run)
     if not dry_run:
         check_stages(stages, look_for_models=_models_here(cfg) and not cfg.allow_download)
         check_models(cfg, stages)
     pipeline = Pipeline(stages)
-    run_config = resolved_config(cfg, pipeline)
+    run_config = resolved_config(run, pipeline)
     previous = store.read_run_config()
     if recompute:
         _clear(store)
@@ -74,7 +74,7 @@ def _build(cfg: JobConfig, store: DatasetStore, dry_run: bool, prune: bool, reco
         return {"dry_run": True, "plan": plan.per_stage, "tasks": sorted(plan.tasks(pipeline.names))}
     store.write_run_config({**run_config, "last_run": previous.get("last_run") if previous else None})
     progress = Progress(pipeline.names)
-    executor = _executor_factory(cfg, stages, store.root, options.stop)
+    executor = _executor_factory(run, stages, store.root, options.stop)
     with stop_signals(options.stop):
         result = execute(pipeline, store, plan, executor, options, progress)
     compacted = maintain(store)
@@ -98,8 +98,9 @@ def check_models(cfg: JobConfig, stages: list) -> None:
         raise NotReady(str(err)) from None
 
 
-def resolved_config(cfg: JobConfig, pipeline: Pipeline) -> dict[str, Any]:
-    configs = stage_configs(cfg)
+def resolved_config(run: RunConfig | JobConfig, pipeline: Pipeline) -> dict[str, Any]:
+    run = resolve_run(run)
+    cfg, configs = run.job, run.stage_configs
     return {
         "schema_version": SCHEMA_VERSION,
         "job": cfg.job,
@@ -199,7 +200,8 @@ def _catch(stop: StopRequest) -> None:
 _STARTED_RAY: list[bool] = []  # set when this process started (or connected to) the cluster it uses
 
 
-def _executor_factory(cfg: JobConfig, stages: list, root: Path, stop: StopRequest):
+def _executor_factory(run: RunConfig, stages: list, root: Path, stop: StopRequest):
+    cfg = run.job
     if cfg.executor == "local":
         from engine.executors import LocalExecutor
 
@@ -210,7 +212,7 @@ def _executor_factory(cfg: JobConfig, stages: list, root: Path, stop: StopReques
 
         from engine.executors import RayExecutor
 
-        groups = colocated_groups(cfg)
+        groups = run.groups
         started = start_ray(cfg, stages, groups)
         if started:
             _STARTED_RAY.append(True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,14 +78,40 @@ def parse_set_flags(flags: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def colocated_groups(cfg: JobConfig) -> list[list[int]]:
+@dataclass(frozen=True)
+class RunConfig:
+    """A run's configuration, resolved once (profile, then placement, then job-file and `--set`
+    overrides) and read by every part of the run: stage construction, actor groups, run.json."""
+
+    job: JobConfig
+    stage_configs: dict[str, dict[str, Any]]
+    groups: list[list[int]]  # stage indices per actor (placement `colocate:`)
+
+
+def resolve_run(cfg: JobConfig | RunConfig) -> RunConfig:
+    if isinstance(cfg, RunConfig):
+        return cfg
+    unknown = [s for s in cfg.stages if s not in STAGE_CLASSES]
+    if unknown:
+        raise UserError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGE_CLASSES)}")
+    placement = _read_yaml_dir_or_file(_resolve(cfg.placement, "placement"), ".yaml")
+    colocate = placement.pop("colocate", None) or []
+    configs = {}
+    for name in cfg.stages:
+        merged = _read_profile(cfg.profile, name)
+        if name in placement:
+            merged["resources"] = {**merged.get("resources", {}), **placement[name]}
+        configs[name] = _without_gpu_if_remote(_deep_merge(merged, cfg.stage_config.get(name, {})))
+    return RunConfig(cfg, configs, _groups(cfg.stages, colocate))
+
+
+def _groups(stages: list[str], colocate: list[list[str]]) -> list[list[int]]:
     """Stage indices per actor: the placement's `colocate:` lists (stages that share one actor),
     every other stage alone. Only stages of this run count; order follows the pipeline."""
-    placement = _read_yaml_dir_or_file(_resolve(cfg.placement, "placement"), ".yaml")
-    index = {name: i for i, name in enumerate(cfg.stages)}
+    index = {name: i for i, name in enumerate(stages)}
     groups: list[list[int]] = []
     seen: set[str] = set()
-    for names in placement.get("colocate", []) or []:
+    for names in colocate:
         unknown = [n for n in names if n not in STAGE_CLASSES]
         if unknown:
             raise UserError(f"placement colocate names unknown stage {unknown[0]!r}")
@@ -99,16 +126,12 @@ def colocated_groups(cfg: JobConfig) -> list[list[int]]:
     return sorted(groups)
 
 
-def stage_configs(cfg: JobConfig) -> dict[str, dict[str, Any]]:
-    placement = _read_yaml_dir_or_file(_resolve(cfg.placement, "placement"), ".yaml")
-    placement.pop("colocate", None)
-    out = {}
-    for name in cfg.stages:
-        merged = _read_profile(cfg.profile, name)
-        if name in placement:
-            merged["resources"] = {**merged.get("resources", {}), **placement[name]}
-        out[name] = _without_gpu_if_remote(_deep_merge(merged, cfg.stage_config.get(name, {})))
-    return out
+def colocated_groups(cfg: JobConfig | RunConfig) -> list[list[int]]:
+    return resolve_run(cfg).groups
+
+
+def stage_configs(cfg: JobConfig | RunConfig) -> dict[str, dict[str, Any]]:
+    return resolve_run(cfg).stage_configs
 
 
 REMOTE_BACKENDS = ("openai", "openai-batch", "fake")
@@ -122,13 +145,11 @@ def _without_gpu_if_remote(conf: dict[str, Any]) -> dict[str, Any]:
     return conf
 
 
-def build_stages(cfg: JobConfig) -> list:
-    unknown = [s for s in cfg.stages if s not in STAGE_CLASSES]
-    if unknown:
-        raise UserError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGE_CLASSES)}")
-    configs = stage_configs(cfg)
+def build_stages(cfg: JobConfig | RunConfig) -> list:
+    run = resolve_run(cfg)
+    configs = run.stage_configs
     stages = []
-    for name in cfg.stages:
+    for name in run.job.stages:
         stage_class = load_stage_class(name)
         try:
             stages.append(stage_class(configs[name]))

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.curation.dedup import Duplicate, find_near_duplicates, records_from_metadata
+from engine.runner import is_excluded
 from engine.store import DatasetStore, write_json_durable
-from schemas import ClipRow, RejectionRow, rejection, row_model
+from schemas import ClipRow, rejection, row_model
 
 STATE_FILE = Path("_state") / "excluded_clips.json"
 DEDUP_STAGE = "dedup"
@@ -63,13 +64,6 @@ def excluded_clips(root: str | Path) -> frozenset[str]:
     ids = frozenset(_read_state(path))
     _cache[str(path)] = (mtime, ids)
     return ids
-
-
-def is_excluded(row: Any, excluded: frozenset[str] | set[str]) -> bool:
-    """A row that belongs to an excluded clip; the near_duplicate rejections explaining why stay."""
-    if getattr(row, "clip_id", None) not in excluded:
-        return False
-    return not (isinstance(row, RejectionRow) and row.reason == REASON)
 
 
 def _read_state(path: Path) -> dict[str, dict[str, Any]]:

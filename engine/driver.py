@@ -17,16 +17,18 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from agents.base import UndeclaredTable
+from engine.dedup import excluded_clips
 from engine.errors import Stopped
 from engine.pipeline import Pipeline, Plan, Shard, make_shards
 from engine.progress import Progress
 from engine.runner import ShardResult, ShardTask, _short_error
 from engine.sources import iter_source
 from engine.store import DatasetStore
-from schemas import RejectionRow, rejection
+from schemas import rejection
 
 CRASH_ENV = "VDE_CRASH_AFTER_COMMITS"
 
@@ -56,7 +58,7 @@ class BuildOptions:
 
 def plan_build(pipeline: Pipeline, store: DatasetStore, source: str, options: BuildOptions,
                damaged: set[tuple[str, str]] | None = None) -> Plan:
-    shards, removed = make_shards(store, iter_source(source), options.shard_size, options.prune)
+    shards, removed = make_shards(store, iter_source(source), options.shard_size, options.prune, pipeline.source.name)
     plan = pipeline.plan(store, shards, options.retry_failed, damaged)
     plan.removed = removed
     return plan
@@ -85,7 +87,8 @@ def execute(
     commits = 0
     pending = iter(work)
     by_id = {shard.shard_id: shard for shard in work}
-    owner = {c: shard_id for shard_id, rec in store.commits("ingest").items() for c in rec.get("clip_ids", [])}
+    owner = {c: shard_id for shard_id, rec in store.commits(pipeline.source.name).items() for c in rec.get("clip_ids", [])}
+    excluded = excluded_clips(store.root)
     active = 0
     stop = options.stop or StopRequest()
     try:
@@ -96,7 +99,7 @@ def execute(
                     if stop.count > 1 or not executor.in_flight():
                         break
                 while not stop.count and active < options.max_shards_in_flight and (shard := next(pending, None)):
-                    _submit(pipeline, store, executor, progress, shard, shard.start)
+                    _submit(pipeline, store, executor, progress, shard, shard.start, excluded)
                     active += 1
                 if active == 0:
                     break
@@ -106,10 +109,18 @@ def execute(
                     continue
                 task, result = got
                 shard = by_id[task.shard_id]
+                if isinstance(result, UndeclaredTable):
+                    raise result  # a stage that breaks its contract is a bug: stop, name it
                 if isinstance(result, Exception):
                     result = _failed(store, task, shard, pipeline, result)
-                if task.stage_index == 0:
-                    _drop_repeated_clips(result, owner, shard.shard_id)
+                elif task.items and (repeated := _owned_elsewhere(result, owner, shard.shard_id)):
+                    # another shard committed the same content while this one ran: ask again, naming it
+                    store.discard(result.staged)
+                    executor.submit(replace(task, owned_elsewhere={**task.owned_elsewhere, **repeated}))
+                    continue
+                if task.items:
+                    for clip_id in result.clip_ids:
+                        owner.setdefault(clip_id, shard.shard_id)
                 _commit(store, pipeline, shard, task, result)
                 commits += 1
                 if commits % 1000 == 0:
@@ -119,7 +130,7 @@ def execute(
                 progress.finished_task(task.stage, _clip_count(task, shard), result.rejected, result.seconds,
                                        result.counters)
                 if task.stage_index + 1 < len(pipeline.stages) and not stop.count:
-                    _submit(pipeline, store, executor, progress, shard, task.stage_index + 1)
+                    _submit(pipeline, store, executor, progress, shard, task.stage_index + 1, excluded)
                 else:
                     active -= 1
     finally:
@@ -130,23 +141,24 @@ def execute(
 
 
 def _submit(pipeline: Pipeline, store: DatasetStore, executor: Any, progress: Progress, shard: Shard,
-            index: int) -> None:
+            index: int, excluded: frozenset[str] = frozenset()) -> None:
     stage = pipeline.stages[index]
     task = ShardTask(
         stage_index=index,
         stage=stage.name,
         shard_id=shard.shard_id,
         fingerprint=pipeline.fingerprints(shard)[index],
-        items=shard.items if index == 0 else [],
+        items=shard.items if stage.is_source else [],
         inputs=pipeline.inputs_for(index, shard.shard_id, store),
         clip_ids=list(shard.clip_ids),
+        excluded=excluded,
     )
     executor.submit(task)
     progress.started_task(stage.name, _clip_count(task, shard))
 
 
 def _clip_count(task: ShardTask, shard: Shard) -> int:
-    return len(shard.items) if task.stage_index == 0 else len(shard.clip_ids)
+    return len(task.items) if task.items else len(shard.clip_ids)
 
 
 def _commit(store: DatasetStore, pipeline: Pipeline, shard: Shard, task: ShardTask, result: ShardResult) -> None:
@@ -159,7 +171,7 @@ def _commit(store: DatasetStore, pipeline: Pipeline, shard: Shard, task: ShardTa
         "seconds": round(result.seconds, 3),
         "committed_at": time.time(),
     }
-    if task.stage_index == 0:
+    if task.items:  # the source: which items the shard holds, and the clips they made
         record["source_keys"] = sorted(i.source_key for i in shard.items)
         record["signature"] = shard.signature
         shard.clip_ids = list(result.clip_ids)
@@ -169,7 +181,7 @@ def _commit(store: DatasetStore, pipeline: Pipeline, shard: Shard, task: ShardTa
 def _failed(store: DatasetStore, task: ShardTask, shard: Shard, pipeline: Pipeline, err: Exception) -> ShardResult:
     """A task whose worker failed for good: every clip of the shard gets a retryable rejection."""
     stage = pipeline.stages[task.stage_index]
-    ids = [(i.source_key, None) for i in shard.items] if task.stage_index == 0 else [(c, c) for c in shard.clip_ids]
+    ids = [(i.source_key, None) for i in task.items] if task.items else [(c, c) for c in shard.clip_ids]
     rejections = [rejection(stage.name, item, "stage_error", _short_error(err), clip, retryable=True)
                   for item, clip in ids]
     tables = {t: [] for t in stage.writes}
@@ -178,35 +190,9 @@ def _failed(store: DatasetStore, task: ShardTask, shard: Shard, pipeline: Pipeli
     return ShardResult(task, staged, [c for _, c in ids if c], len(rejections), len(rejections), {}, 0.0)
 
 
-def _drop_repeated_clips(result: ShardResult, owner: dict[str, str], shard_id: str) -> None:
-    """A clip whose content another shard already ingested (a copied file, a repeated manifest
-    row) stays there: this shard's staged clips lose it and its rejections gain `duplicate_clip`,
-    so a table never holds one clip_id twice."""
-    import pyarrow.parquet as pq
-
-    from agents.ingest import repeat_item_id
-    from engine.store import write_parquet
-    from schemas import ClipRow, to_arrow
-
-    repeated = {c for c in result.clip_ids if owner.get(c, shard_id) != shard_id}
-    for clip_id in result.clip_ids:
-        owner.setdefault(clip_id, shard_id)
-    if not repeated:
-        return
-    staged = result.staged
-    clips = [ClipRow.model_validate(r) for r in pq.read_table(staged.files["clips"]).to_pylist()]
-    rejections = [RejectionRow.model_validate(r) for r in pq.read_table(staged.files["rejections"]).to_pylist()]
-    for row in clips:
-        if row.clip_id in repeated:
-            rejections.append(rejection("ingest", repeat_item_id(row, clips), "duplicate_clip",
-                                        f"same content as a clip of shard {owner[row.clip_id]} (clip {row.clip_id})",
-                                        row.clip_id))
-    kept = [row for row in clips if row.clip_id not in repeated]
-    write_parquet(to_arrow("clips", kept), staged.files["clips"])
-    write_parquet(to_arrow("rejections", rejections), staged.files["rejections"])
-    staged.rows.update(clips=len(kept), rejections=len(rejections))
-    result.clip_ids = sorted(r.clip_id for r in kept)
-    result.rejected = len(rejections)
+def _owned_elsewhere(result: ShardResult, owner: dict[str, str], shard_id: str) -> dict[str, str]:
+    """Clips of a source result whose content another shard already committed (clip -> shard)."""
+    return {c: owner[c] for c in result.clip_ids if owner.get(c, shard_id) != shard_id}
 
 
 def write_run_summary(store: DatasetStore, run_config: dict[str, Any], summary: dict[str, Any]) -> str:

@@ -17,9 +17,26 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from agents.base import Stage
+from agents.base import SetupContext, Stage
+from engine.errors import UserError
 from engine.runner import ShardResult, ShardTask, run_task
 from engine.store import DatasetStore
+
+
+def start_stages(stages: list[Stage], root: Path | str) -> None:
+    """Load every stage's model before the first batch: a missing model ends the run here, in
+    one sentence, instead of turning every clip into a rejection."""
+    ctx = SetupContext(Path(root))
+    for stage in stages:
+        try:
+            stage.start(ctx)
+        except Exception as err:  # noqa: BLE001 - reported to the user as the stage's start-up failure
+            raise UserError(setup_failure(stage.name, err)) from err
+
+
+def setup_failure(stage: str, err: BaseException) -> str:
+    cause = getattr(err, "cause", None) or err  # a Ray task error carries the actor's exception
+    return f"stage {stage} cannot start: {cause}"
 
 
 class LocalExecutor:
@@ -29,12 +46,10 @@ class LocalExecutor:
         self.stages = stages
         self.store = DatasetStore(root)
         self.queue: deque[ShardTask] = deque()
+        start_stages(stages, self.store.root)
 
     def submit(self, task: ShardTask) -> None:
         self.queue.append(task)
-
-    def in_flight(self, stage_index: int | None = None) -> int:
-        return sum(1 for t in self.queue if stage_index is None or t.stage_index == stage_index)
 
     def next_result(self) -> tuple[ShardTask, ShardResult | Exception]:
         task = self.queue.popleft()
@@ -93,6 +108,7 @@ class RayExecutor:
             self.pools.append(pool)
             self.limits.append(max(r.max_in_flight for r in res))
             self.load.update({actor: 0 for actor in pool})
+        self._start_actors()
         self.waiting: list[deque[ShardTask]] = [deque() for _ in groups]
         self.running: dict[Any, tuple[ShardTask, Any]] = {}
 
@@ -100,6 +116,16 @@ class RayExecutor:
         group = self.group_of[task.stage_index]
         self.waiting[group].append(task)
         self._dispatch(group)
+
+    def _start_actors(self) -> None:
+        """Every actor loads its models before any shard is sent (in parallel across actors)."""
+        for ref in [actor.start.remote() for pool in self.pools for actor in pool]:
+            try:
+                self.ray.get(ref)
+            except Exception as err:  # noqa: BLE001 - the stage's own setup error, said once
+                self.shutdown()
+                stage = getattr(getattr(err, "cause", None), "stage", None) or "?"
+                raise UserError(setup_failure(stage, getattr(err, "cause", None) or err)) from None
 
     def _dispatch(self, group: int) -> None:
         pool = self.pools[group]
@@ -111,11 +137,6 @@ class RayExecutor:
             ref = actor.run.remote(task)
             self.load[actor] += 1
             self.running[ref] = (task, actor)
-
-    def in_flight(self, stage_index: int | None = None) -> int:
-        running = sum(1 for t, _ in self.running.values() if stage_index is None or t.stage_index == stage_index)
-        queued = sum(1 for q in self.waiting for t in q if stage_index is None or t.stage_index == stage_index)
-        return running + queued
 
     def next_result(self, timeout: float | None = None) -> tuple[ShardTask, ShardResult | Exception] | None:
         if not self.running:
@@ -177,7 +198,7 @@ def _new_actor(actor_class, options: dict[str, Any], specs: list, root: str):
 
 
 class StageActor:
-    """A Ray actor holding one or more stage instances; each model loads once, on its first shard."""
+    """A Ray actor holding one or more stage instances; `start` loads their models once."""
 
     def __init__(self, specs: list[tuple[type[Stage], dict]], root: str, num_cpus: float):
         _ignore_sigint()  # Ctrl-C reaches the whole process group: only the driver decides to stop
@@ -190,12 +211,31 @@ class StageActor:
         self.stages = {cls.name: cls(config) for cls, config in specs}
         self.store = DatasetStore(root, create=False)
 
+    def start(self) -> None:
+        for stage in self.stages.values():
+            try:
+                stage.start(SetupContext(self.store.root))
+            except Exception as err:
+                raise StageStartError(stage.name, err) from None
+        limit_torch_threads(self.threads)
+
     def run(self, task: ShardTask) -> ShardResult:
-        stage = self.stages[task.stage]
-        if not stage._ready:
-            stage.ensure_setup()
-            limit_torch_threads(self.threads)
-        return run_task(stage, self.store, task)
+        return run_task(self.stages[task.stage], self.store, task)
+
+
+class StageStartError(Exception):
+    """A stage's setup failed inside an actor (travels back through Ray with the stage's name)."""
+
+    def __init__(self, stage: str, err: BaseException):
+        super().__init__(str(err))
+        self.stage = stage
+
+    def __reduce__(self):
+        return (_rebuild_start_error, (self.stage, str(self)))
+
+
+def _rebuild_start_error(stage: str, message: str) -> StageStartError:
+    return StageStartError(stage, Exception(message))
 
 
 def limit_torch_threads(threads: int) -> None:

@@ -47,9 +47,11 @@ class Plan:
 
 class Pipeline:
     def __init__(self, stages: list[Stage]):
-        if not stages or stages[0].name != "ingest":
+        if not stages or not stages[0].is_source:
             raise UserError("a pipeline starts with the ingest stage")
         self.stages = stages
+        self._stage_fingerprints: list[str] | None = None
+        self.source = stages[0]
         self._check_tables()
 
     @property
@@ -61,7 +63,7 @@ class Pipeline:
         produced: set[str] = set()
         for stage in self.stages:
             stage.check_tables()
-            missing = [t for t in stage.reads if t not in produced]
+            missing = [t for t in stage.reads_for(stage.config) if t not in produced]
             if missing:
                 raise UserError(
                     f"stage {stage.name} reads {', '.join(missing)}, which no earlier stage writes; "
@@ -70,7 +72,7 @@ class Pipeline:
             produced.update(stage.writes)
 
     def inputs_for(self, index: int, shard_id: str, store: DatasetStore | None = None) -> dict[str, list[str]]:
-        """Where the shard's upstream rows live: shard files, or row groups of compacted parts."""
+        """Where the shard's upstream rows live: shard files, or row ranges of compacted parts."""
         from engine.store import shard_file_name
 
         def where(stage: Stage, table: str) -> str | None:
@@ -81,13 +83,15 @@ class Pipeline:
         stage = self.stages[index]
         return {
             table: [loc for s in self.stages[:index] if table in s.writes and (loc := where(s, table))]
-            for table in (*stage.reads, *stage.optional_reads)
+            for table in stage.inputs()
         }
 
     def fingerprints(self, shard: Shard) -> list[str]:
+        if self._stage_fingerprints is None:  # configs are fixed for a run: hash them once
+            self._stage_fingerprints = [stage.fingerprint() for stage in self.stages]
         chain, previous = [], shard.signature
-        for stage in self.stages:
-            previous = _hash(previous, stage.fingerprint())
+        for fingerprint in self._stage_fingerprints:
+            previous = _hash(previous, fingerprint)
             chain.append(previous)
         return chain
 
@@ -98,14 +102,14 @@ class Pipeline:
         commits = {s.name: store.commits(s.name) for s in self.stages}
         per_stage: dict[str, dict[str, int]] = {s.name: defaultdict(int) for s in self.stages}
         for shard in shards:
-            ingest = commits["ingest"].get(shard.shard_id)
+            ingest = commits[self.source.name].get(shard.shard_id)
             shard.clip_ids = list(ingest.get("clip_ids", [])) if ingest else []
             fps = self.fingerprints(shard)
             shard.start, shard.why = None, ""
             for index, stage in enumerate(self.stages):
                 record = commits[stage.name].get(shard.shard_id)
                 # a shard not ingested yet: as many clips as items (what a virtual or plain source gives)
-                clips = len(shard.items) if index == 0 or not ingest else len(shard.clip_ids)
+                clips = len(shard.items) if stage.is_source or not ingest else len(shard.clip_ids)
                 if shard.start is not None:
                     per_stage[stage.name]["upstream_changed"] += clips
                     continue
@@ -133,14 +137,14 @@ def _why_run(record: dict | None, fingerprint: str, retry_failed: bool) -> str:
 
 
 def make_shards(
-    store: DatasetStore, items: Iterable[SourceItem], shard_size: int, prune: bool = False
+    store: DatasetStore, items: Iterable[SourceItem], shard_size: int, prune: bool = False, source: str = "ingest"
 ) -> tuple[list[Shard], list[str]]:
     """Group source items into shards, keeping every already-committed item in its shard.
 
     Returns the shards and the ids of shards to remove (all their items left the source; only
     with prune). Without prune, a shard that lost items keeps its committed rows untouched.
     """
-    recorded = store.commits("ingest")
+    recorded = store.commits(source)
     owner = {key: shard_id for shard_id, rec in recorded.items() for key in rec.get("source_keys", [])}
     kept: dict[str, list[SourceItem]] = defaultdict(list)
     fresh: list[SourceItem] = []

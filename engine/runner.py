@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.base import Batch, SourceItem, Stage, StageOutput
-from engine.dedup import excluded_clips, is_excluded
+from agents.base import Batch, SourceItem, Stage, StageOutput, UndeclaredTable
 from engine.store import DatasetStore, StagedShard, read_location
-from schemas import row_model, validate_rows
-from schemas.enums import RETRYABLE_REASONS
+from schemas import RejectionRow, rejection, row_model, validate_rows
+from schemas.enums import RETRYABLE_REASONS, Reason
 
 
 @dataclass
@@ -30,6 +29,10 @@ class ShardTask:
     items: list[SourceItem] = field(default_factory=list)
     inputs: dict[str, list[str]] = field(default_factory=dict)  # table -> committed locations (relative)
     clip_ids: list[str] = field(default_factory=list)
+    # clips dropped by a dataset-wide dedup (`dedup --apply`): never fed to a stage, never written again
+    excluded: frozenset[str] = frozenset()
+    # source stage: clips whose content another shard holds (clip_id -> that shard): duplicate_clip
+    owned_elsewhere: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,12 +44,16 @@ class ShardResult:
     retryable: int
     counters: dict[str, int]
     seconds: float
-    chat_tokens: dict[str, int] = field(default_factory=dict)
 
 
-def load_batch(root: Path, task: ShardTask) -> Batch:
-    tables: dict[str, list[Any]] = {}
+def load_batch(root: Path, task: ShardTask, stage: Stage) -> Batch:
+    """The stage's declared tables for this shard, and nothing else: reading any other table
+    from the batch raises UndeclaredTable."""
+    declared = stage.inputs()
+    tables: dict[str, list[Any]] = {table: [] for table in declared}
     for table, locations in task.inputs.items():
+        if table not in declared:
+            continue
         model = row_model(table)
         rows: list[Any] = []
         for location in locations:  # a shard file, or a row group of a compacted part
@@ -54,14 +61,13 @@ def load_batch(root: Path, task: ShardTask) -> Batch:
             if arrow is not None:
                 rows.extend(model.model_validate(r) for r in arrow.to_pylist())
         tables[table] = rows
-    return Batch(root=root, items=list(task.items), tables=tables)
+    return Batch(root=root, items=list(task.items), tables=tables, stage=stage.name, declared=frozenset(declared))
 
 
 def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
     started = time.perf_counter()
-    batch = load_batch(store.root, task)
-    # Clips dropped by a dataset-wide dedup stay dropped: never fed to a stage, never written again.
-    excluded = excluded_clips(store.root)
+    batch = load_batch(store.root, task, stage)
+    excluded = task.excluded
     batch.tables = {t: _without(rows, excluded) for t, rows in batch.tables.items()}
     # A shard that ingest left empty has nothing for a later stage: its model is never loaded for it.
     empty = not batch.items and not any(batch.tables.values())
@@ -72,6 +78,8 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
         valid, invalid = validate_rows(table, output.rows.get(table, []), stage.name)
         tables[table] = _without(valid, excluded)
         rejections.extend(invalid)
+    if task.owned_elsewhere and "clips" in tables:
+        tables["clips"] = _drop_owned_elsewhere(stage.name, tables["clips"], task.owned_elsewhere, rejections)
     tables["rejections"] = _without(_dedupe(rejections), excluded)
     clip_ids = sorted({r.clip_id for r in tables.get("clips", [])}) or [c for c in task.clip_ids if c not in excluded]
     staged = store.stage_shard(stage.name, task.shard_id, tables)
@@ -90,9 +98,31 @@ def _without(rows: list, excluded: frozenset[str]) -> list:
     return [r for r in rows if not is_excluded(r, excluded)] if excluded else rows
 
 
+def is_excluded(row: Any, excluded: frozenset[str] | set[str]) -> bool:
+    """A row that belongs to an excluded clip; the near_duplicate rejections explaining why stay."""
+    if getattr(row, "clip_id", None) not in excluded:
+        return False
+    return not (isinstance(row, RejectionRow) and row.reason == Reason.near_duplicate)
+
+
+def _drop_owned_elsewhere(stage: str, clips: list, owners: dict[str, str], rejections: list) -> list:
+    """A clip whose content another shard already holds (a copied file, a repeated manifest row)
+    stays there: here it becomes a `duplicate_clip` rejection, so no table holds a clip_id twice."""
+    from agents.ingest import repeat_item_id
+
+    for row in clips:
+        if row.clip_id in owners:
+            rejections.append(rejection(stage, repeat_item_id(row, clips), Reason.duplicate_clip.value,
+                                        f"same content as a clip of shard {owners[row.clip_id]} (clip {row.clip_id})",
+                                        row.clip_id))
+    return [row for row in clips if row.clip_id not in owners]
+
+
 def _call_isolating_failures(stage: Stage, batch: Batch) -> StageOutput:
     try:
         return stage(batch)
+    except UndeclaredTable:
+        raise  # a broken stage contract is a bug in the stage, not bad input: it ends the run
     except Exception as err:  # noqa: BLE001 - any failure of one batch must not end the run
         if getattr(err, "whole_shard", False):  # e.g. a Batch API job still running: retry later
             return _reject_all(stage, batch, getattr(err, "reason", "stage_error"), _short_error(err))
@@ -100,6 +130,8 @@ def _call_isolating_failures(stage: Stage, batch: Batch) -> StageOutput:
     for part in _split(batch):
         try:
             result = stage(part)
+        except UndeclaredTable:
+            raise
         except Exception as err:  # noqa: BLE001
             for item_id, clip_id in _part_ids(part):
                 merged.reject(stage.name, item_id, "stage_error", _short_error(err), clip_id=clip_id)
@@ -122,12 +154,12 @@ def _reject_all(stage: Stage, batch: Batch, reason: str, detail: str) -> StageOu
 
 def _split(batch: Batch) -> list[Batch]:
     if batch.items:
-        return [Batch(root=batch.root, items=[item]) for item in batch.items]
-    clip_ids = sorted({c.clip_id for c in batch.clips} | {r.clip_id for rows in batch.tables.values() for r in rows if hasattr(r, "clip_id")})
+        return [batch.part(items=[item]) for item in batch.items]
+    clip_ids = sorted({r.clip_id for rows in batch.tables.values() for r in rows if hasattr(r, "clip_id")})
     parts = []
     for clip_id in clip_ids:
         tables = {t: [r for r in rows if getattr(r, "clip_id", None) == clip_id] for t, rows in batch.tables.items()}
-        parts.append(Batch(root=batch.root, tables=tables))
+        parts.append(batch.part(tables=tables))
     return parts
 
 

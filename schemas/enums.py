@@ -42,10 +42,11 @@ class Verdict(StrEnum):
 
 
 class Reason(StrEnum):
-    """Known rejection reason codes. The column is a free snake_case string so stages may add
-    codes of their own; these are the ones the engine itself emits."""
+    """Every rejection reason code the engine emits (tests/test_reasons.py finds each literal in
+    the code and checks it is here). The column stays a free snake_case string, so a stage added
+    outside this project may write codes of its own."""
 
-    # ingest
+    # reading a source: files, manifests, probing and decoding
     source_missing = "source_missing"
     empty_file = "empty_file"
     not_a_video = "not_a_video"
@@ -54,26 +55,60 @@ class Reason(StrEnum):
     too_few_frames = "too_few_frames"
     decode_error = "decode_error"
     decode_timeout = "decode_timeout"
-    duplicate_clip = "duplicate_clip"
+    decoder_crashed = "decoder_crashed"
+    frame_out_of_clip = "frame_out_of_clip"
     invalid_utf8 = "invalid_utf8"  # a manifest line or a file name that is not UTF-8
     invalid_manifest_row = "invalid_manifest_row"
     missing_extra = "missing_extra"  # a remote video path whose filesystem package is not installed
     remote_unreachable = "remote_unreachable"
+    # ingest: one clip per content, curation filters
+    duplicate_clip = "duplicate_clip"
+    near_duplicate = "near_duplicate"
+    too_small = "too_small"
+    low_fps = "low_fps"
+    too_short = "too_short"
+    too_long = "too_long"
+    black_frames = "black_frames"
+    letterboxed = "letterboxed"
+    static_clip = "static_clip"
     # any stage
     invalid_row = "invalid_row"
+    invalid_metadata = "invalid_metadata"
     stage_error = "stage_error"
+    # model answers (agents.chat_stage and the chat backends)
     parse_failed = "parse_failed"
     api_error = "api_error"
-    # question writer: the six motion categories, four options each
+    api_rejected = "api_rejected"
+    generation_failed = "generation_failed"
+    batch_pending = "batch_pending"
+    # what a stage needs from upstream
+    clip_missing = "clip_missing"
+    no_caption = "no_caption"
+    no_phrases = "no_phrases"
+    no_motion_caption = "no_motion_caption"
+    no_usable_items = "no_usable_items"
+    # segmentor, annotator, reviewer
+    no_objects_found = "no_objects_found"
+    segmentation_failed = "segmentation_failed"
+    bad_mask = "bad_mask"
+    mask_size_mismatch = "mask_size_mismatch"
+    empty_mask = "empty_mask"
+    review_rejected = "review_rejected"
+    # question writer: the six motion categories, four options each, answers grounded in the caption
     unknown_category = "unknown_category"
     category_not_asked = "category_not_asked"
     duplicate_category = "duplicate_category"
     missing_category = "missing_category"
     wrong_option_count = "wrong_option_count"
-    # segmentor / reviewer
-    batch_pending = "batch_pending"
-    no_objects_found = "no_objects_found"
-    review_rejected = "review_rejected"
+    answer_out_of_range = "answer_out_of_range"
+    duplicate_options = "duplicate_options"
+    ungrounded_answer = "ungrounded_answer"
+    no_object_reference = "no_object_reference"
+    unknown_object = "unknown_object"
+
+    @property
+    def retryable(self) -> bool:
+        return self in RETRYABLE_REASONS
 
 
 # Reasons worth trying again on the next run: the input may be fine, the world was not. A

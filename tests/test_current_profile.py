@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from agents.reviewer import MaskReviewer
 from engine.run import main
 from engine.store import DatasetStore
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
@@ -23,10 +22,6 @@ SETTINGS = {"ingest.num_samples": 6, "segmentor.box_threshold": 0, "segmentor.mi
             "annotator.num_frames": 2, "annotator.max_side": 112, "reviewer.num_frames": 2,
             "reviewer.max_side": 112, "reviewer.accept_rule": "score", "reviewer.min_score": 0}
 
-# The runner hands a stage only the tables it reads; until the stage contract lets a VLM-mode
-# Reviewer read `clips`, every review in this profile is a `clip_missing` rejection.
-VLM_REVIEWER_GETS_CLIPS = "clips" in MaskReviewer({"mode": "vlm"}).reads
-
 
 def api_answer(body: dict) -> Reply:
     """Question writing gets well-formed questions; the other API stages a minimal schema instance."""
@@ -35,7 +30,6 @@ def api_answer(body: dict) -> Reply:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(not VLM_REVIEWER_GETS_CLIPS, reason="the Reviewer in vlm mode gets no clips", strict=True)
 def test_current_profile_runs_every_stage_with_sam3_and_qwen3(tmp_path, monkeypatch, capsys):
     (tmp_path / "models.yaml").write_text(yaml.safe_dump(MODEL_MAP))
     monkeypatch.setenv("VDE_MODEL_MAP", str(tmp_path / "models.yaml"))

@@ -86,6 +86,22 @@ def test_unreadable_or_mismatched_scenes_are_rejected(tmp_path):
     assert {r.clip_id for r in out.rows["objects"]} == {good.clip_id}
 
 
-def test_stage_declares_its_tables():
-    GroundTruth.check_tables()
-    assert (GroundTruth.name, GroundTruth.reads, GroundTruth.writes) == ("ground_truth", ("clips",), ("objects", "captions"))
+def test_runs_through_the_driver_on_its_declared_tables(tmp_path):
+    """The runner hands it only `clips`; it writes objects and captions for every virtual clip."""
+    from agents.ingest import Ingest
+    from engine.driver import BuildOptions, execute, plan_build
+    from engine.executors import LocalExecutor
+    from engine.pipeline import Pipeline
+    from engine.progress import Progress
+    from engine.store import DatasetStore
+
+    stages = [Ingest({"virtual_seconds": 1.0}), GroundTruth()]
+    pipeline, store, options = Pipeline(stages), DatasetStore(tmp_path / "ds", recover=True), BuildOptions()
+    plan = plan_build(pipeline, store, "virtual:2", options)
+    execute(pipeline, store, plan, lambda: LocalExecutor(stages, store.root), options,
+            Progress(pipeline.names, live=False, interval=1e9))
+    con = store.duckdb()
+    counts = con.execute("SELECT (SELECT count(DISTINCT clip_id) FROM objects), "
+                         "(SELECT count(*) FROM captions WHERE kind = 'motion')").fetchall()[0]
+    con.close()
+    assert counts == (2, 2)

@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from agents.backends.chat import ChatModelConfig, ChatRequest, make_chat_backend
+from agents.backends.chat import ChatModelConfig, ChatRequest
 from agents.backends.grammar import GrammarSet
+from agents.backends.make import make_chat_backend
 
 
 class Review(BaseModel):

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from agents.backends.chat import ChatModelConfig, ChatRequest, make_chat_backend
+from agents.backends.chat import ChatModelConfig, ChatRequest
+from agents.backends.make import make_chat_backend
 from tests.fakes.openai_server import Fail, FakeOpenAIServer, Reply
 
 KEY = "sk-test-SECRET-0123456789"

@@ -178,16 +178,6 @@ def test_motion_caption_reads_the_metadata():
     assert description.endswith(motion_caption(spec))
 
 
-def test_renderer_is_fast_enough():
-    import time
-
-    spec = sample_scene(0, 5)  # 320x240, 36 frames
-    start = time.perf_counter()
-    for _ in __import__("agents.virtual.render", fromlist=["render_frames"]).render_frames(spec):
-        pass
-    assert time.perf_counter() - start < 2.0
-
-
 def _centroid(mask: np.ndarray) -> tuple[float, float]:
     ys, xs = np.nonzero(mask)
     return float(xs.mean()), float(ys.mean())

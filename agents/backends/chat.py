@@ -14,7 +14,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -182,9 +181,9 @@ class ChatModelConfig(BaseModel):
     named by `api_key_env` when the backend starts; it is never part of a config, row or log."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
-    backend: Literal["local", "openai", "openai-batch", "fake"] = Field(
-        "local", description="local checkpoint, OpenAI-compatible endpoint, its Batch API (half price, slow), "
-        "or an instant fake for benchmarks")
+    backend: Literal["local", "vllm", "openai", "openai-batch", "fake"] = Field(
+        "local", description="local checkpoint (transformers), local checkpoint in vLLM's engine (extra .[vllm]), "
+        "OpenAI-compatible endpoint, its Batch API (half price, slow), or an instant fake for benchmarks")
     model: str = Field("tiny:qwen2", description="tiny:<name>, a local folder, a HF id or an API model name")
     revision: str = "main"
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint (None: api.openai.com)")
@@ -202,28 +201,5 @@ class ChatModelConfig(BaseModel):
     batch_max_wait_s: float = Field(24 * 3600.0, ge=0, description="openai-batch: wait this long, then stop "
                                     "(the batch ids are kept; the next run resumes them)")
     fake_latency_s: float = Field(0.0, ge=0, description="fake: simulated seconds per request")
-
-
-def make_chat_backend(cfg: ChatModelConfig, state_dir: str | Path | None = None) -> ChatBackend:
-    """The backend a config names; implementations import their heavy modules lazily.
-    `state_dir` is where the Batch API mode keeps its batch ids (a chat stage binds it to
-    `<dataset>/_batches/<stage>/` at its first batch when not given here)."""
-    if cfg.backend == "openai-batch":
-        import os
-
-        from agents.backends.openai_batch import OpenAIBatchBackend
-
-        return OpenAIBatchBackend(cfg.model, state_dir, revision=cfg.revision, base_url=cfg.base_url,
-                                  api_key=os.environ.get(cfg.api_key_env), poll_interval_s=cfg.batch_poll_s,
-                                  max_wait_s=cfg.batch_max_wait_s)
-    if cfg.backend == "openai":
-        from agents.backends.openai_chat import OpenAIChatBackend
-
-        return OpenAIChatBackend(cfg)
-    if cfg.backend == "fake":
-        from agents.backends.fake import InstantChatBackend
-
-        return InstantChatBackend(cfg)
-    from agents.backends.local_chat import LocalChatBackend
-
-    return LocalChatBackend(cfg)
+    max_model_len: int = Field(4096, ge=256, description="vllm: longest prompt + answer in tokens")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm: share of GPU memory for the engine")

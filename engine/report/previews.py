@@ -35,10 +35,11 @@ def write_preview(root: Path, clip: dict, objects: list[dict], path: Path) -> No
     Raises agents.video.VideoError (or OSError) when the video cannot be read; the caller records it.
     """
 
-    from agents.video import read_frames
+    from agents.video import read_clip_frames
 
     indices = preview_frames(clip)
-    frames = read_frames(resolve_video(root, clip["video_path"]), indices)
+    frames = read_clip_frames(resolve_video(root, clip["video_path"]), clip["fps"], clip["num_frames"],
+                              clip["frame_indices"], start=clip["start"], indices=indices)
     images = [_annotate(frame, index, objects) for frame, index in zip(frames, indices, strict=True)]
     step = (indices[-1] - indices[0]) / max(len(indices) - 1, 1) if len(indices) > 1 else 1
     duration = int(1000 * max(step, 1) / clip["fps"])

@@ -78,7 +78,7 @@ def _gallery_cards(db, root: Path, folder: Path, limit: int) -> list[dict]:
     """Up to `limit` clips, those with objects first, each with its annotations and a preview."""
     folder.mkdir(parents=True, exist_ok=True)
     clips = db.query(
-        "SELECT clip_id, video_path, num_frames, fps, width, height, duration, source, caption, frame_indices "
+        "SELECT clip_id, video_path, start, num_frames, fps, width, height, duration, source, caption, frame_indices "
         "FROM clips ORDER BY clip_id IN (SELECT clip_id FROM objects) DESC, clip_id LIMIT ?", [limit]).records()
     ids = [c["clip_id"] for c in clips]
     if not ids:
