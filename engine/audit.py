@@ -56,6 +56,7 @@ SNAPSHOTS = "_audit"  # per-audit hard links of shard files; never a table folde
 
 CHECKS_DIR = Path(__file__).resolve().parents[1] / "data" / "audit"
 PRICES_FILE = CHECKS_DIR / "prices.yaml"
+RANDOM_WEIGHTS_FILE = CHECKS_DIR / "random_weights.yaml"  # tables random-weight models may leave empty
 STATUS_ORDER = ("pass", "n/a", "warn", "fail", "error")
 LINEAGE_COLUMNS = ("agent", "model", "model_revision", "prompt_version", "prompt_tokens", "completion_tokens")
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
@@ -230,6 +231,15 @@ class RunFacts:
     def stages(self) -> list[str]:
         return sorted({s for stages in self.writers.values() for s in stages})
 
+    def random_weight_excuses(self) -> dict[str, str]:
+        """Why a table may be empty, for tables whose every writer in this run has random weights."""
+        import yaml
+
+        reasons = yaml.safe_load(RANDOM_WEIGHTS_FILE.read_text()) if RANDOM_WEIGHTS_FILE.is_file() else {}
+        tiny = set(self.random_weight_stages)
+        return {table: str(reason) for table, reason in (reasons or {}).items()
+                if self.writers.get(table) and set(self.writers[table]) <= tiny}
+
 
 def read_run_facts(root: Path) -> RunFacts:
     facts = RunFacts(commits=_commit_records(root))
@@ -390,6 +400,11 @@ class AuditDatabase:
             "table": pa.array([p[1] for p in pairs], pa.string()),
         }))
         records = [r for r in run.commits if r.get("stage")]
+        excuses = run.random_weight_excuses()
+        self.con.register("random_weight_tables", pa.table({
+            "table": pa.array(list(excuses), pa.string()),
+            "reason": pa.array(list(excuses.values()), pa.string()),
+        }))
         self.con.register("stage_commits", pa.table({
             "stage": pa.array([r["stage"] for r in records], pa.string()),
             "shard_id": pa.array([str(r.get("shard_id")) for r in records], pa.string()),
@@ -474,6 +489,9 @@ def run_check(db: AuditDatabase, check: Check, examples: bool = False) -> CheckR
             result.status = "fail"
             result.note = "; ".join(f"no rows in {t}, which {', '.join(db.run.writers[t])} should have written"
                                     for t in expected)
+            excuses = db.run.random_weight_excuses()
+            if all(t in excuses for t in expected):
+                result.note = f"expected with random-weight models: {'; '.join(excuses[t] for t in expected)}"
         else:
             result.note = f"no rows in {', '.join(missing)}"
         result.seconds = time.perf_counter() - started
@@ -536,7 +554,7 @@ def shell_statements(root: str | Path) -> list[str]:
                 statements.append(view_sql(db.con, table, version) + ";")
         statements.append(db._table_rows_view() + ";")
         statements.append(db._lineage_view() + ";")
-        statements += [_frozen_table(db, name) for name in ("run_stages", "stage_commits")]
+        statements += [_frozen_table(db, name) for name in ("run_stages", "stage_commits", "random_weight_tables")]
         return statements
     finally:
         db.close()
