@@ -45,6 +45,19 @@ def render(path: Path, seconds: float, width: int, height: int, fps: float, seed
     write_video(path, frames(), fps)
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (robust to other load on the machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def plain_decode(path: Path) -> int:
     import av
 
@@ -83,6 +96,8 @@ def main() -> int:
             started = time.perf_counter()
             curator.guard.call("agents.curation.curate:probe_video", str(videos[0]))  # worker start-up
             startup = time.perf_counter() - started
+            worker = curator.guard._proc.pid
+            worker_cpu, own_cpu = process_cpu_s(worker), self_cpu_s()
             started = time.perf_counter()
             kept, rejected = [], []
             for path in videos:
@@ -91,9 +106,11 @@ def main() -> int:
                 rejected += rejections
             kept, duplicates = drop_near_duplicates(kept, config.dedup)
             curate_s = time.perf_counter() - started
-        started = time.perf_counter()
+            curate_cpu = process_cpu_s(worker) - worker_cpu + self_cpu_s() - own_cpu
+        started, own_cpu = time.perf_counter(), self_cpu_s()
         frames = sum(plain_decode(path) for path in videos)
         decode_s = time.perf_counter() - started
+        decode_cpu = self_cpu_s() - own_cpu
     clips = len(kept) + len(rejected) + len(duplicates)
     reasons: dict[str, int] = {}
     for r in rejected + duplicates:
@@ -113,11 +130,15 @@ def main() -> int:
         "plain_decode_s": round(decode_s, 3),
         "plain_decode_frames_per_s": round(frames / decode_s, 1),
         "ratio_curation_to_decode": round(curate_s / decode_s, 2),
+        "curation_cpu_s": round(curate_cpu, 3),
+        "plain_decode_cpu_s": round(decode_cpu, 3),
+        "cpu_ratio_curation_to_decode": round(curate_cpu / max(decode_cpu, 1e-9), 2),
         "worker_startup_s": round(startup, 3),
     }
     print(f"curation: {clips} clips in {curate_s:.2f} s ({clips / curate_s:.1f} clips/s, {frames / curate_s:.0f} frames/s)")
     print(f"plain PyAV decode of the same {frames} frames: {decode_s:.2f} s ({frames / decode_s:.0f} frames/s)")
-    print(f"curation costs {curate_s / decode_s:.2f}x a plain decode; worker start-up {startup:.2f} s once per actor")
+    print(f"curation costs {curate_s / decode_s:.2f}x a plain decode ({curate_cpu / max(decode_cpu, 1e-9):.2f}x in CPU "
+          f"seconds: {curate_cpu:.2f} vs {decode_cpu:.2f}); worker start-up {startup:.2f} s once per actor")
     print(json.dumps(result))
     return 0
 

@@ -466,7 +466,8 @@ def _mask_area_arrow(masks: pa.Array) -> pa.Array:
     sizes = masks.field("size").to_pylist()
     counts = masks.field("counts").to_pylist()
     rles = [{"size": sizes[i], "counts": counts[i].encode()} for i in range(len(masks)) if valid[i]]
-    areas = iter(mask_utils.area(rles).tolist() if rles else [])
+    # pycocotools' area() of a list fails from 256 items on (it counts them in a uint8): chunks of 255
+    areas = iter([a for k in range(0, len(rles), 255) for a in mask_utils.area(rles[k : k + 255]).tolist()])
     return pa.array([next(areas) if ok else None for ok in valid], pa.int64())
 
 

@@ -528,3 +528,20 @@ def test_audit_output_fits_the_terminal(healthy, capsys, monkeypatch, columns):
     assert not wrapped, wrapped[:3]  # no table row wraps into a second line: a narrow layout instead
     narrow = any(line.startswith("motion_categories ") for line in lines)
     assert narrow == (columns < 200)
+
+
+def test_mask_area_function_takes_long_vectors():
+    import numpy as np
+    import pyarrow as pa
+
+    from engine.audit import _mask_area_arrow
+    from schemas import encode_masks
+
+    stack = np.zeros((600, 24, 32), bool)
+    for k in range(600):
+        stack[k, : 1 + k % 20, : 1 + k % 30] = True
+    rles = [{"size": list(r.size), "counts": r.counts} for r in encode_masks(stack)]
+    vector = pa.array(rles[:300] + [None] + rles[300:], pa.struct([("size", pa.list_(pa.int32())), ("counts", pa.string())]))
+    areas = _mask_area_arrow(vector).to_pylist()
+    expected = [int(m.sum()) for m in stack]
+    assert areas == expected[:300] + [None] + expected[300:]
