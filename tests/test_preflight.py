@@ -93,15 +93,21 @@ def test_a_run_asking_for_gpus_the_cluster_lacks_stops_before_any_clip(ray_local
     assert ray_local.is_initialized()  # a cluster the run did not start is left alone
 
 
-def test_when_ingest_keeps_no_clip_the_run_says_so(tmp_path, capsys):
+def test_when_ingest_keeps_no_clip_the_run_says_so_and_loads_no_model(tmp_path, capsys):
     from engine.run import main
     from engine.store import DatasetStore
 
     source = tmp_path / "videos"
     source.mkdir()
     (source / "empty.mp4").write_bytes(b"")
-    code = main(["build-motionvid-qa", "--dataset", str(tmp_path / "ds"), "--source", str(source),
-                 "--executor", "local", "--stages", "ingest,ground_truth"])
+    from tests.fakes.openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:  # a model endpoint that records who knocks
+        code = main(["build-motionvid-qa", "--dataset", str(tmp_path / "ds"), "--source", str(source), "--executor",
+                     "local", "--stages", "ingest,analyzer", "--set", "analyzer.chat.backend=openai",
+                     "--set", f"analyzer.chat.base_url={server.base_url}", "--set", "analyzer.chat.timeout_s=1"])
+    # Only start-up look-ups of the model (is it still served?); no stage asked it anything.
+    assert all(path.startswith("/v1/models") for path in server.gets) and not server.calls
     assert code == 0
     assert "ingest kept no clip" in capsys.readouterr().out
     rejections = DatasetStore(tmp_path / "ds", create=False).read_table("rejections").to_pylist()
