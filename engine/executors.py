@@ -65,6 +65,9 @@ class LocalExecutor:
         """Drop tasks not started yet (a stop): here every queued task is one."""
         self.queue.clear()
 
+    def in_flight(self) -> int:
+        return len(self.queue)
+
     def shutdown(self) -> None:
         for stage in self.stages:
             stage.teardown()
@@ -188,6 +191,10 @@ class RayExecutor:
         """Drop tasks no actor has started (a stop); running ones still finish and commit."""
         for queue in self.waiting:
             queue.clear()
+
+    def in_flight(self) -> int:
+        """Tasks submitted and not yet handed back, running or waiting for an actor."""
+        return len(self.running) + sum(len(queue) for queue in self.waiting)
 
     def shutdown(self) -> None:
         for pool in self.pools:
