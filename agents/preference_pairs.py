@@ -8,8 +8,11 @@ questions); the rejected answer changes exactly one motion fact of it, by rule:
 - `wrong_speed`: slowly / quickly, slow / fast;
 - `wrong_object`: another object the question offers as an option (motion-related objects).
 
-Each category tries the fact it asks about first. A question none of the rules can change gives no
-pair. Neither side ever mentions a caption: both are statements about the video.
+Each category tries the fact it asks about first. When no rule can change the correct answer's
+words, a question about a direction, a count or an object takes its first distractor
+(the question offers it as a wrong value of that very fact); `how` says which was done (`rule` or
+`distractor`). A motion-recognition or action-order question no rule can change gives no pair. Neither side ever
+mentions a caption: both are statements about the video.
 """
 
 from __future__ import annotations
@@ -33,15 +36,21 @@ TRIES = {
     "RC": ("wrong_count",),
     "MO": ("wrong_object",),
 }
+# categories whose distractors are wrong values of the same fact (an action-order question's
+# distractors are often other actions, not the same actions reordered)
+DISTRACTOR_FACT = {"LM": "wrong_direction", "CM": "wrong_direction", "RC": "wrong_count", "MO": "wrong_object"}
 
 
-def preference_pair(category: str, options: list[str], answer: str) -> tuple[str, str, str] | None:
-    """(chosen, rejected, error_type) for a motion question, or None when no rule applies."""
+def preference_pair(category: str, options: list[str], answer: str) -> tuple[str, str, str, str] | None:
+    """(chosen, rejected, error_type, how) for a motion question, or None when nothing applies."""
     correct = options["ABCD".index(answer)]
+    others = [o for o in options if _norm(o) != _norm(correct)]
     for kind in TRIES.get(category, ()):
-        rejected = PERTURB[kind](correct, [o for o in options if o != correct])
+        rejected = PERTURB[kind](correct, others)
         if rejected and _differs(kind, correct, rejected):
-            return sentence(correct), sentence(rejected), kind
+            return sentence(correct), sentence(rejected), kind, "rule"
+    if category in DISTRACTOR_FACT and others:
+        return sentence(correct), sentence(sorted(others)[0]), DISTRACTOR_FACT[category], "distractor"
     return None
 
 

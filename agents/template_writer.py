@@ -1,6 +1,8 @@
 """Template MCQs for virtual clips, in the six MotionBench categories, from the scene metadata.
 
-Reads `clips` and the ground-truth `objects`; writes `mcqs` with source "template". Questions only
+Reads `clips` and the ground-truth `objects`; writes `mcqs` with source "template", and a
+`preferences` pair for each question whose ground-truth answer `agents.preference_pairs` can
+change in one motion fact. Questions only
 name objects the ground truth saw in the clip's sampled frames (all objects when the clip has no
 ground-truth rows). Which categories a scene can support, and what is skipped, is documented in
 `agents.virtual.questions`. Four-option answers are placed by the shard's letter rotation
@@ -16,9 +18,10 @@ from pydantic import Field, field_validator
 from agents.answer_letters import balance_letters, shard_start
 from agents.base import Batch, Stage, StageConfig, StageOutput
 from agents.ground_truth import SOURCE, ground_truth_object_id
+from agents.preference_pairs import preference_pair
 from agents.virtual.questions import TEMPLATE_VERSION, TemplateQuestion, template_questions
 from agents.virtual.scene import SceneSpec, scene_from_metadata
-from schemas import ClipRow, Lineage, McqCategory, McqRow, stable_id
+from schemas import ClipRow, Lineage, McqCategory, McqRow, PreferenceRow, stable_id
 from schemas.enums import MOTION_CATEGORIES
 
 
@@ -41,8 +44,9 @@ class TemplateQuestionWriter(Stage[TemplateWriterConfig]):
     name: ClassVar[str] = "template_writer"
     config_model: ClassVar[type[StageConfig]] = TemplateWriterConfig
     reads: ClassVar[tuple[str, ...]] = ("clips", "objects")
-    writes: ClassVar[tuple[str, ...]] = ("mcqs",)
-    version: ClassVar[str] = "3"  # 2: every question has four options; 3: letters by the shard rotation
+    writes: ClassVar[tuple[str, ...]] = ("mcqs", "preferences")
+    # 2: every question has four options; 3: letters by the shard rotation, preference pairs
+    version: ClassVar[str] = "3"
 
     def process_batch(self, batch: Batch) -> StageOutput:
         out = StageOutput()
@@ -63,6 +67,13 @@ class TemplateQuestionWriter(Stage[TemplateWriterConfig]):
                 out.add("mcqs", self._row(clip, question, lineage))
                 out.counters[f"mcq_{question.category}"] += 1
         out.rows["mcqs"] = balance_letters(out.rows["mcqs"], shard_start(batch.clips))
+        for question in out.rows["mcqs"]:
+            pair = preference_pair(question.category, question.options, question.answer)
+            if pair:
+                out.add("preferences", PreferenceRow.build(
+                    lineage, pair_id=stable_id("pair", question.question_id), clip_id=question.clip_id,
+                    question_id=question.question_id, question=question.question, chosen=pair[0],
+                    rejected=pair[1], error_type=pair[2]))
         return out
 
     def _row(self, clip: ClipRow, q: TemplateQuestion, lineage: Lineage) -> McqRow:

@@ -50,6 +50,7 @@ class Pipeline:
         if not stages or not stages[0].is_source:
             raise UserError("a pipeline starts with the ingest stage")
         self.stages = stages
+        self._stage_fingerprints: list[str] | None = None
         self.source = stages[0]
         self._check_tables()
 
@@ -71,7 +72,7 @@ class Pipeline:
             produced.update(stage.writes)
 
     def inputs_for(self, index: int, shard_id: str, store: DatasetStore | None = None) -> dict[str, list[str]]:
-        """Where the shard's upstream rows live: shard files, or row groups of compacted parts."""
+        """Where the shard's upstream rows live: shard files, or row ranges of compacted parts."""
         from engine.store import shard_file_name
 
         def where(stage: Stage, table: str) -> str | None:
@@ -86,9 +87,11 @@ class Pipeline:
         }
 
     def fingerprints(self, shard: Shard) -> list[str]:
+        if self._stage_fingerprints is None:  # configs are fixed for a run: hash them once
+            self._stage_fingerprints = [stage.fingerprint() for stage in self.stages]
         chain, previous = [], shard.signature
-        for stage in self.stages:
-            previous = _hash(previous, stage.fingerprint())
+        for fingerprint in self._stage_fingerprints:
+            previous = _hash(previous, fingerprint)
             chain.append(previous)
         return chain
 

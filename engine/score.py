@@ -103,6 +103,7 @@ class Score:
     hidden: int = 0  # gold answers "NA": not scored
     hidden_answered: int = 0
     unknown_ids: list[str] = field(default_factory=list)  # predicted uids the gold file does not hold
+    blank: int = 0  # predictions that are empty (an unfilled template): counted as unparsed
 
     @property
     def official(self) -> dict:
@@ -113,7 +114,8 @@ class Score:
                 "answered_acc": self.overall.correct / answered if answered else 0.0}
 
     def to_dict(self) -> dict:
-        return {**self.overall.to_dict(), "hidden": self.hidden, "unknown_ids": len(self.unknown_ids),
+        return {**self.overall.to_dict(), "hidden": self.hidden, "blank": self.blank,
+                "unknown_ids": len(self.unknown_ids),
                 "unknown_id_examples": self.unknown_ids[:5], "official": self.official,
                 "per_category": {k: v.to_dict() for k, v in sorted(self.per_category.items())}}
 
@@ -141,6 +143,7 @@ def score(gold: list[dict], predictions: dict[str, object]) -> Score:
                 tally.unparsed += uid in predictions and letter is None
                 tally.correct += letter == gold_letter
     result.unknown_ids = sorted(uid for uid in predictions if uid not in known)
+    result.blank = sum(1 for uid in known if uid in predictions and not str(predictions[uid] or "").strip())
     return result
 
 
@@ -218,7 +221,9 @@ def format_table(result: Score) -> str:
         out.append(f"{name:<{width}}  {t.accuracy:8.3f}  {t.answered_accuracy:12.3f}  {t.correct:>7}/{t.total:<5}"
                    f"  {t.unparsed:>8}  {t.missing:>7}")
     if result.overall.unparsed:
-        out.append(f"{result.overall.unparsed} predictions could not be read as an option letter (counted wrong)")
+        blank = f", {result.blank} of them blank" if result.blank else ""
+        out.append(f"{result.overall.unparsed} predictions could not be read as an option letter "
+                   f"(counted wrong{blank})")
     if result.unknown_ids:
         out.append(f"{len(result.unknown_ids)} predictions are for ids the gold file does not hold (ignored), "
                    f"e.g. {', '.join(result.unknown_ids[:3])}")

@@ -2,7 +2,7 @@
 
 Layout of a dataset root:
     <root>/<table>/<stage>-<shard_id>.parquet   a committed shard not yet compacted
-    <root>/<table>/part-<id>.parquet             compacted shards, one row group per (stage, shard)
+    <root>/<table>/part-<id>.parquet             compacted shards, each (stage, shard) a row range
     <root>/_commits/<stage>/<shard_id>.json      commit records written since the last fold
     <root>/_commits/index.parquet                every older commit record, folded into one file
     <root>/_staging/<txn>/                       files being written, never globbed
@@ -19,7 +19,7 @@ was never written).
 
 The current state of the dataset is the index overlaid with the loose commit records (a loose
 record wins when it is newer). Each record names where its rows live, per table: a whole shard
-file, or one row group of a compacted part (`objects/part-ab12.parquet#3`). `table_version`
+file, or a row range of a compacted part (`objects/part-ab12.parquet#120:40`). `table_version`
 turns that state into the list of files (and, for a part whose shards were recomputed since, the
 row ranges still live) that the DuckDB views and `read_table` read: a consistent version without
 copying anything. A plain glob over a table folder shows the same rows except while a compaction
@@ -91,10 +91,13 @@ def shard_file_name(stage: str, shard_id: str) -> str:
     return f"{stage}-{shard_id}.parquet"
 
 
-def split_location(location: str) -> tuple[str, int | None]:
-    """`table/file.parquet` -> (path, None); `table/part-x.parquet#3` -> (path, row group 3)."""
-    path, _, group = location.partition("#")
-    return path, int(group) if group else None
+def split_location(location: str) -> tuple[str, tuple[int, int] | None]:
+    """`table/file.parquet` -> (path, None); `table/part-x.parquet#120:40` -> (path, (first row 120, 40 rows))."""
+    path, _, span = location.partition("#")
+    if not span:
+        return path, None
+    first, _, rows = span.partition(":")
+    return path, (int(first), int(rows))
 
 
 class DatasetStore:
@@ -274,10 +277,12 @@ class DatasetStore:
             state.setdefault(stage, {})[shard_id] = decode(record)
         meta = table.schema.metadata or {}
         parts = json.loads(meta.get(b"parts", b"{}"))
+        if any("offsets" in info for info in parts.values()):
+            _upgrade_group_locations(state, parts)
         return state, parts
 
     def parts(self) -> dict[str, dict[str, Any]]:
-        """Compacted part files: relative path -> {size, sha256, offsets (first row of each group)}."""
+        """Compacted part files: relative path -> {size, sha256, rows}."""
         self.state()
         return self._parts
 
@@ -372,7 +377,7 @@ class DatasetStore:
         With skip_damaged, files whose size differs from their commit record are left out (the
         audit names them through engine/verify.py and checks the rest)."""
         version = TableVersion()
-        live: dict[str, set[int]] = {}
+        live: dict[str, list[tuple[int, int]]] = {}
         claimed: set[str] = set()  # shard file names that belong to a commit record
         for stage, shards in self.state().items():
             for shard_id, record in shards.items():
@@ -382,22 +387,22 @@ class DatasetStore:
                 location = record.get("files", {}).get(table)
                 if not location:
                     continue
-                path, group = split_location(location)
-                if group is None:
+                path, span = split_location(location)
+                if span is None:
                     expected = record.get("sizes", {}).get(table) if skip_damaged else None
                     if _size(self.root / path) is not None and expected in (None, _size(self.root / path)):
                         version.files.append(str(self.root / path))
                 else:
-                    live.setdefault(path, set()).add(group)
-        for path, groups in sorted(live.items()):
-            offsets = self.parts().get(path, {}).get("offsets", [])
+                    live.setdefault(path, []).append(span)
+        for path, spans in sorted(live.items()):
+            info = self.parts().get(path, {})
             absolute = str(self.root / path)
-            if skip_damaged and _size(self.root / path) != self.parts().get(path, {}).get("size"):
+            if skip_damaged and _size(self.root / path) != info.get("size"):
                 continue
-            if len(groups) == len(offsets) - 1:
+            if sum(rows for _, rows in spans) == info.get("rows"):
                 version.files.append(absolute)
             else:
-                version.partial[absolute] = [(offsets[g], offsets[g + 1] - offsets[g]) for g in sorted(groups)]
+                version.partial[absolute] = _merge_spans(spans)
         # files nobody committed (written by hand or by older tools) are part of the table as they are
         version.files.extend(str(p) for p in self.table_files(table)
                              if not p.name.startswith("part-") and p.name not in claimed)
@@ -459,20 +464,61 @@ def read_location(root: Path, location: str | None, table: str | None = None,
     """The rows at one location (a whole shard file or a part's row group); None when absent."""
     if not location:
         return None
-    path, group = split_location(location)
+    path, span = split_location(location)
     full = Path(root) / path
     schema = arrow_schema(table) if table and columns is None else None
     if not full.exists():
         return None
     try:
-        if group is not None:
-            return pq.ParquetFile(full).read_row_group(group, columns=columns)
+        if span is not None:
+            return _read_span(pq.ParquetFile(full), span, columns)
         whole = pq.ParquetFile(full).read(columns=columns)  # half the cost of read_table on small files
         if schema is None or whole.schema.equals(schema, check_metadata=False):
             return whole
         return pq.read_table(full, schema=schema)  # a file of an older schema
     except (OSError, pa.ArrowException) as err:
         raise _unreadable(full, err) from None
+
+
+def _upgrade_group_locations(state: dict, parts: dict) -> None:
+    """Parts written by the first compaction named a shard by row group (`part.parquet#3`) and kept
+    the groups' first rows (`offsets`); today a location is a row range (`part.parquet#120:40`)."""
+    for info in parts.values():
+        if "offsets" in info:
+            info.setdefault("rows", info["offsets"][-1])
+    for shards in state.values():
+        for record in shards.values():
+            for table, location in record.get("files", {}).items():
+                path, _, group = (location or "").partition("#")
+                offsets = parts.get(path, {}).get("offsets")
+                if group and ":" not in group and offsets:
+                    first, end = offsets[int(group)], offsets[int(group) + 1]
+                    record["files"][table] = f"{path}#{first}:{end - first}"
+
+
+def _read_span(part: pq.ParquetFile, span: tuple[int, int], columns: list[str] | None) -> pa.Table:
+    """Rows [first, first + rows) of a part: only the row groups that hold them are read."""
+    first, rows = span
+    groups, start, at = [], None, 0
+    for index in range(part.metadata.num_row_groups):
+        size = part.metadata.row_group(index).num_rows
+        if at + size > first and at < first + rows:
+            groups.append(index)
+            start = at if start is None else start
+        at += size
+    if not groups:  # a range past the end: a part shorter than its record says
+        return part.read_row_groups([0], columns=columns).slice(0, 0)
+    return part.read_row_groups(groups, columns=columns).slice(first - start, rows)
+
+
+def _merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for first, rows in sorted(spans):
+        if merged and merged[-1][0] + merged[-1][1] == first:
+            merged[-1] = (merged[-1][0], merged[-1][1] + rows)
+        else:
+            merged.append((first, rows))
+    return merged
 
 
 def _read_parquet(path: Path, schema: pa.Schema | None = None) -> pa.Table:

@@ -35,9 +35,9 @@ def verify(store: DatasetStore, checksums: bool = False) -> list[Problem]:
             for table, location in record.get("files", {}).items():
                 if not location:
                     continue
-                path, group = split_location(location)
+                path, span = split_location(location)
                 owners.setdefault(path, []).append((stage, shard_id))
-                if group is None:
+                if span is None:
                     expected[path] = (record.get("sizes", {}).get(table), record.get("sha256", {}).get(table))
     for path, info in store.parts().items():
         expected[path] = (info.get("size"), info.get("sha256"))

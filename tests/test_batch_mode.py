@@ -55,7 +55,8 @@ def test_stage_in_batch_mode_writes_rows_with_tokens(dataset):
         assert server.created == {"files": 1, "batches": 1}  # both captions in one batch
     assert len(out.rows["mcqs"]) >= 4 and len(out.rows["sft"]) == 2 and not out.rejections
     assert all(r.prompt_tokens + r.completion_tokens > 0 for r in out.rows["mcqs"])
-    assert out.counters["completion_tokens"] == sum(r.completion_tokens for t in ("mcqs", "sft") for r in out.rows[t])
+    assert out.counters["completion_tokens"] == sum(r.completion_tokens for t in ("mcqs", "sft", "preferences")
+                                                    for r in out.rows[t])
     [state] = (dataset.root / "_batches" / "question_writer").glob("*.json")
     assert json.loads(state.read_text())["statuses"] == ["completed"]
 

@@ -160,3 +160,20 @@ def test_dedup_apply_and_a_resume_work_on_a_compacted_dataset(tmp_path):
     assert reader.read_commit("annotator", "s03")["fingerprint"] == "f3"  # kept, so a refresh leaves it alone
     compaction.compact(DatasetStore(tmp_path, recover=True), retention_s=0)
     assert len(_glob(tmp_path)) == 69 == len(_view_ids(tmp_path))
+
+
+def test_shard_ranges_that_straddle_row_groups_read_back_exactly(tmp_path, monkeypatch):
+    monkeypatch.setattr(compaction, "ROW_GROUP_ROWS", 5)  # groups of 5-7 rows, shards of 3: ranges cross them
+    store = DatasetStore(tmp_path, recover=True)
+    _fill(store)
+    expected = {(st, sh): [r.caption_id for r in store.read_shard_rows("captions", st, sh)]
+                for st in ("annotator", "refiner") for sh in store.commits(st)}
+    compaction.compact(store, retention_s=0)
+    import pyarrow.parquet as pq
+
+    part = next((tmp_path / "captions").glob("part-*.parquet"))
+    assert pq.ParquetFile(part).metadata.num_row_groups > 5
+    reader = DatasetStore(tmp_path)
+    assert {key: [r.caption_id for r in reader.read_shard_rows("captions", *key)] for key in expected} == expected
+    store.commit(store.stage_shard("annotator", "s04", {"captions": _captions("annotator4", text="new")}), {})
+    assert len(_view_ids(tmp_path)) == 72 == len(_ids(DatasetStore(tmp_path)))

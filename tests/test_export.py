@@ -116,6 +116,7 @@ def test_sft_and_dpo_records(fx, tmp_path):
     assert [r["conversations"][1]["value"] for r in sft if r["kind"] == "free_form"] == ["left."]
     region = next(r for r in sft if r["kind"] == "object_question" and r["category"] == "basic")
     assert len(region["annotation"]) == region["conversations"][0]["value"].count("<region>") == 1
+    assert region["provenance"] == ["reviewed"]
     by_question = {p["question_id"]: p for p in dpo}
     assert fx.ids["dropped_question"] not in by_question
     shuffled = by_question[fx.ids["shuffled_question"]]
@@ -176,3 +177,39 @@ def test_hf_reexport_leaves_no_stale_table(tmp_path):
     assert report.written["sft"] == 0 and any(n.startswith("sft 0:") for n in report.notes)
     assert "config_name: sft" not in (out / "README.md").read_text()
     assert {"clips", "objects", "captions"} <= {p.name for p in out.iterdir() if p.is_dir()}
+
+
+def test_media_modes_link_copy_none(fx, tmp_path):
+    sources = {f"videos/{c.clip_id}.mp4": fx.root / c.video_path for c in fx.clips.values()}
+    for media in ("link", "copy"):
+        report = export(fx.root, "dpo", tmp_path / media, media=media)
+        videos = {json.loads(line)["video"] for line in (tmp_path / media / "dpo.jsonl").read_text().splitlines()}
+        assert videos and videos <= set(sources)
+        for video in videos:
+            exported, source = tmp_path / media / video, sources[video]
+            assert exported.read_bytes() == source.read_bytes()
+            assert exported.samefile(source) == (media == "link")
+        assert report.written[f"media_{'linked' if media == 'link' else 'copied'}"] == len(videos)
+    export(fx.root, "dpo", tmp_path / "none", media="none")
+    assert not (tmp_path / "none" / "videos").exists()
+    videos = {json.loads(line)["video"] for line in (tmp_path / "none" / "dpo.jsonl").read_text().splitlines()}
+    assert videos <= {c.video_path for c in fx.clips.values()}  # relative to the dataset root
+
+
+def test_missing_video_leaves_its_records_out_with_a_reason(tmp_path):
+    fx = write_dataset(tmp_path / "ds")  # rows name videos that were never written
+    report = export(fx.root, "dpo", tmp_path / "out")
+    assert report.written["pairs"] == 0 and report.skipped["video_missing"] == 5
+    assert any(p.startswith("video_missing: clip") for p in report.problems)
+    assert any(n.startswith("pairs 0:") for n in report.notes)
+
+
+def test_zero_counts_are_explained(tmp_path, capsys):
+    dataset = tmp_path / "ds"
+    assert cli(["build-motionvid-qa", "--dataset", str(dataset), "--source", "virtual:1", "--stages",
+                "ingest,ground_truth,template_writer", "--executor", "local"]) == 0
+    capsys.readouterr()
+    assert cli(["export", "--dataset", str(dataset), "--format", "videorefer", "--to", str(tmp_path / "vr")]) == 0
+    out = capsys.readouterr().out
+    assert "questions 0: the dataset has no accepted object question" in out
+    assert "left out: object_without_caption" in out

@@ -211,3 +211,14 @@ def test_refresh_and_resume_on_a_compacted_dataset_give_the_rows_of_a_fresh_buil
     assert _build(tmp_path / "grown", "virtual:6") == 0 and _stamps(tmp_path / "grown") == stamps  # nothing to redo
     assert _build(tmp_path / "fresh", "virtual:6") == 0
     assert _rows(tmp_path / "grown") == _rows(tmp_path / "fresh")
+
+
+def test_a_repaired_part_leaves_the_table_folder_after_the_build(tmp_path, capsys):
+    assert _build(tmp_path) == 0
+    compact(DatasetStore(tmp_path, recover=True), retention_s=0)
+    part = next((tmp_path / "objects").glob("part-*.parquet"))
+    part.unlink()
+    assert _build(tmp_path) == 0  # every shard of that part recomputed, then the dead part's index entry dropped
+    assert "repairing: objects/" in capsys.readouterr().err
+    store = DatasetStore(tmp_path)
+    assert not store.parts().get(f"objects/{part.name}") and verify(store, checksums=True) == []

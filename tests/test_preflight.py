@@ -4,7 +4,6 @@ resources, and stops within seconds with what is missing, for which stage, and t
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -101,16 +100,14 @@ def test_when_ingest_keeps_no_clip_the_run_says_so_and_loads_no_model(tmp_path, 
     source = tmp_path / "videos"
     source.mkdir()
     (source / "empty.mp4").write_bytes(b"")
-    with socket.socket() as server:  # a model endpoint that counts who knocks: loading the model would
-        server.bind(("127.0.0.1", 0))
-        server.listen(8)
-        server.setblocking(False)
-        url = f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    from tests.fakes.openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:  # a model endpoint that records who knocks
         code = main(["build-motionvid-qa", "--dataset", str(tmp_path / "ds"), "--source", str(source), "--executor",
                      "local", "--stages", "ingest,analyzer", "--set", "analyzer.chat.backend=openai",
-                     "--set", f"analyzer.chat.base_url={url}", "--set", "analyzer.chat.timeout_s=1"])
-        with pytest.raises(BlockingIOError):
-            server.accept()  # nobody connected
+                     "--set", f"analyzer.chat.base_url={server.base_url}", "--set", "analyzer.chat.timeout_s=1"])
+    # Only start-up look-ups of the model (is it still served?); no stage asked it anything.
+    assert all(path.startswith("/v1/models") for path in server.gets) and not server.calls
     assert code == 0
     assert "ingest kept no clip" in capsys.readouterr().out
     rejections = DatasetStore(tmp_path / "ds", create=False).read_table("rejections").to_pylist()

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from agents.backends.chat import ChatModelConfig, ChatRequest, make_chat_backend
+from agents.backends.chat import ChatModelConfig, ChatRequest
+from agents.backends.make import make_chat_backend
 
 MODELS = ["tiny:qwen2.5-vl", "tiny:qwen3-vl"]
 

@@ -63,23 +63,24 @@ def test_sam3_rejects_clips_without_phrases_or_frames(scene, tiny_cache, tmp_pat
 
 
 def _masklet(object_id, phrase_index, score, box, frames=4):
-    masks = np.zeros((frames, 20, 20), bool)
+    """Logits at 10 x 10 for a 20 x 20 clip: every low-resolution pixel is 2 x 2 at frame size."""
+    logits = np.full((frames, 10, 10), -10.0, np.float16)
     y0, x0, y1, x1 = box
-    masks[:, y0:y1, x0:x1] = True
-    masks[1] = False  # absent on one frame
-    return Masklet(object_id, phrase_index, score, masks, np.full(frames, 0.5, np.float32))
+    logits[:, y0:y1, x0:x1] = 10.0
+    logits[1] = -10.0  # absent on one frame
+    return Masklet(object_id, phrase_index, score, logits, np.full(frames, 0.5, np.float32), (20, 20))
 
 
 def test_masklet_rows_keep_the_best_per_phrase_and_drop_duplicates(scene):
     _, clip, phrases, _ = scene
-    cfg = SegmentorConfig(backend="sam3", min_mask_area=4, dedup_iou=0.7, max_detections_per_phrase=1,
+    cfg = SegmentorConfig(backend="sam3", min_mask_area=5, dedup_iou=0.7, max_detections_per_phrase=1,
                           max_objects_per_clip=8)
     masklets = [
-        _masklet(0, 0, 0.9, (0, 0, 5, 5)),
-        _masklet(1, 0, 0.5, (10, 10, 15, 15)),  # second of phrase 0: over the per-phrase limit
-        _masklet(2, 1, 0.8, (0, 0, 5, 5)),  # same region as object 0 under another phrase: duplicate
-        _masklet(3, 2, 0.7, (12, 0, 18, 6)),
-        _masklet(4, 2, 0.95, (0, 15, 1, 16)),  # one pixel: under the minimum area everywhere
+        _masklet(0, 0, 0.9, (0, 0, 3, 3)),
+        _masklet(1, 0, 0.5, (5, 5, 8, 8)),  # second of phrase 0: over the per-phrase limit
+        _masklet(2, 1, 0.8, (0, 0, 3, 3)),  # same region as object 0 under another phrase: duplicate
+        _masklet(3, 2, 0.7, (6, 0, 9, 3)),
+        _masklet(4, 2, 0.95, (0, 9, 1, 10)),  # one low-resolution pixel: under the minimum area everywhere
     ]
     rows = masklet_rows(cfg, clip, [0, 3, 5, 7], phrases, masklets, Lineage(agent="segmentor", model="m"),
                         "segmentor")
@@ -87,3 +88,17 @@ def test_masklet_rows_keep_the_best_per_phrase_and_drop_duplicates(scene):
     assert rows[0].frame_indices == [0, 5, 7]
     assert rows[0].score == pytest.approx(0.45)
     assert rows[1].boxes[0] == [0.0, 12.0, 6.0, 18.0]
+
+
+def test_objects_of_one_prompt_do_not_overlap_but_prompts_may():
+    import torch
+
+    from agents.backends.sam3 import ABSENT, _without_overlaps
+
+    logits = torch.full((3, 4, 4), -5.0)
+    logits[0, :, :3] = 4.0  # object 0 (prompt 0) on columns 0-2
+    logits[1, :, 1:] = 3.0  # object 1 (prompt 0, surer) on columns 1-3
+    logits[2, :, :] = 2.0  # object 2 (prompt 1) everywhere
+    out = _without_overlaps(logits, torch.tensor([0.4, 0.9, 0.1]), [0, 0, 1])
+    assert (out[0, :, 0] == 4.0).all() and (out[0, :, 1:3] == ABSENT).all() and (out[0, :, 3] == -5.0).all()
+    assert (out[1] == logits[1]).all() and (out[2] == logits[2]).all()

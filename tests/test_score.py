@@ -88,6 +88,9 @@ def test_scores_an_export_roundtrip(tmp_path, capsys):
     pred.write_text(json.dumps(perfect))
     assert cli(["score", "--gold", str(tmp_path / "mb" / "motionbench.jsonl"), "--pred", str(pred), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == 1.0
+    template = tmp_path / "mb" / "predictions-template.json"
+    assert cli(["score", "--gold", str(tmp_path / "mb" / "video_info.meta.jsonl"), "--pred", str(template)]) == 0
+    assert f"counted wrong, {len(perfect)} of them blank" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text", ["<answer>C</answer>", "<think>A dog runs left</think>\n<answer> (c) jumps</answer>",

@@ -197,3 +197,15 @@ def test_letters_balanced_by_the_shard_rotation(tmp_path):
 def test_repetition_count_questions_always_have_four_options(tmp_path):
     rc = [q for out in _shards(tmp_path, 80, size=8) for q in out.rows["mcqs"] if q.category == "RC"]
     assert len(rc) > 20 and {len(q.options) for q in rc} == {4}
+
+
+def test_preference_pairs_from_ground_truth_questions(dataset):
+    batch, out = dataset
+    questions = {q.question_id: q for q in out.rows["mcqs"]}
+    pairs = out.rows["preferences"]
+    assert len(pairs) >= len(questions) / 2
+    for pair in pairs:
+        q = questions[pair.question_id]
+        assert pair.chosen.rstrip(".").lower() == q.options["ABCD".index(q.answer)].lower()
+        assert pair.rejected != pair.chosen and pair.error_type.startswith("wrong_")
+    assert {p.error_type for p in pairs} >= {"wrong_direction", "wrong_object", "wrong_count"}

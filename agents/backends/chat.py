@@ -181,9 +181,9 @@ class ChatModelConfig(BaseModel):
     named by `api_key_env` when the backend starts; it is never part of a config, row or log."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
-    backend: Literal["local", "openai", "openai-batch", "fake"] = Field(
-        "local", description="local checkpoint, OpenAI-compatible endpoint, its Batch API (half price, slow), "
-        "or an instant fake for benchmarks")
+    backend: Literal["local", "vllm", "openai", "openai-batch", "fake"] = Field(
+        "local", description="local checkpoint (transformers), local checkpoint in vLLM's engine (extra .[vllm]), "
+        "OpenAI-compatible endpoint, its Batch API (half price, slow), or an instant fake for benchmarks")
     model: str = Field("tiny:qwen2", description="tiny:<name>, a local folder, a HF id or an API model name")
     revision: str = "main"
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint (None: api.openai.com)")
@@ -201,3 +201,5 @@ class ChatModelConfig(BaseModel):
     batch_max_wait_s: float = Field(24 * 3600.0, ge=0, description="openai-batch: wait this long, then stop "
                                     "(the batch ids are kept; the next run resumes them)")
     fake_latency_s: float = Field(0.0, ge=0, description="fake: simulated seconds per request")
+    max_model_len: int = Field(4096, ge=256, description="vllm: longest prompt + answer in tokens")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm: share of GPU memory for the engine")

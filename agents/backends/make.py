@@ -24,6 +24,10 @@ def make_chat_backend(cfg: ChatModelConfig, state_dir: str | Path | None = None)
         from agents.backends.openai_chat import OpenAIChatBackend
 
         return OpenAIChatBackend(cfg)
+    if cfg.backend == "vllm":
+        from agents.backends.vllm_chat import VllmChatBackend
+
+        return VllmChatBackend(cfg)
     if cfg.backend == "fake":
         from agents.backends.fake import InstantChatBackend
 

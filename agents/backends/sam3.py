@@ -7,9 +7,11 @@ SAM / HQ-SAM -> SAM 2 chain. The Analyzer's phrases are its text prompts.
 transformers' `Sam3VideoProcessor` needs torchvision, which is absent on CPU machines, so this
 module does what it does by hand: frames are resized to the model's square input (1008 px for the
 real model) and normalised with mean = std = 0.5; prompts are tokenised with the checkpoint's CLIP
-tokenizer padded to 32 tokens; low-resolution mask logits are resized to the frame, objects hidden
-by the hot-start heuristics or suppressed on a frame are left out, and objects of one prompt do
-not overlap (each pixel goes to the object the tracker is surest of).
+tokenizer padded to 32 tokens; objects hidden by the hot-start heuristics or suppressed on a frame
+are left out, and objects of one prompt do not overlap (each pixel goes to the object the tracker
+is surest of). Masklets keep SAM 3's low-resolution logits (288 px for the real model) and are
+resized to the frame only when needed: full-size masks of every tracked object on every frame
+would take gigabytes on HD footage.
 
 `segment_batch` is the Segmentor's per-shard work with this backend: it tracks over the same
 frames as the chain (the sampling plan plus `track_fps`, at most `max_track_frames`), read only
@@ -30,15 +32,33 @@ PROMPT_TOKENS = 32  # SAM 3's text encoder reads 32 CLIP tokens per prompt
 MEAN = STD = 0.5
 
 
+ABSENT = -10.0  # logit of a pixel (or frame) the object does not hold; sigmoid(-10) ~ 5e-5
+
+
 @dataclass
 class Masklet:
-    """One object SAM 3 found and tracked: its masks on every frame (empty where absent)."""
+    """One object SAM 3 found and tracked: its mask logits on every frame (ABSENT where not shown)."""
 
     object_id: int
     phrase_index: int
     score: float  # detection score
-    masks: np.ndarray  # (T, H, W) bool at frame size
+    logits: np.ndarray  # (T, h, w) float16 at the model's mask resolution
     presence: np.ndarray  # (T,) tracker probability, 0 where the object has no output
+    size: tuple[int, int]  # (H, W) of the frames
+
+    def low_masks(self) -> np.ndarray:
+        return self.logits > 0
+
+    def masks(self, chunk: int = 8) -> np.ndarray:
+        """(T, H, W) bool at frame size, resized a few frames at a time."""
+        import torch
+
+        out = np.zeros((len(self.logits), *self.size), bool)
+        for start in range(0, len(self.logits), chunk):
+            low = torch.from_numpy(self.logits[start : start + chunk].astype(np.float32)).unsqueeze(1)
+            full = torch.nn.functional.interpolate(low, size=self.size, mode="bilinear", align_corners=False)
+            out[start : start + chunk] = (full[:, 0] > 0).numpy()
+        return out
 
 
 class Sam3VideoSegmenter:
@@ -85,20 +105,20 @@ class Sam3VideoSegmenter:
         scores: dict[int, float] = {}
         with torch.inference_mode():
             for out in self.model.propagate_in_video_iterator(session, start_frame_idx=0):
-                masks, probs = self._frame_masks(session, out, (height, width))
-                per_frame[out.frame_idx] = masks
-                presence[out.frame_idx] = probs
+                per_frame[out.frame_idx], presence[out.frame_idx] = self._frame_logits(session, out)
                 scores.update({int(k): float(v) for k, v in out.obj_id_to_score.items()})
         hidden = set(session.hotstart_removed_obj_ids)
-        objects = sorted({o for masks in per_frame.values() for o in masks} - hidden)
-        empty = np.zeros((height, width), bool)
+        objects = sorted({o for logits in per_frame.values() for o in logits} - hidden)
+        shape = next((m.shape for logits in per_frame.values() for m in logits.values()), (1, 1))
+        absent = np.full(shape, ABSENT, np.float16)
         return [
             Masklet(
                 object_id=o,
                 phrase_index=prompt_phrase[session.obj_id_to_prompt_id[o]],
                 score=scores.get(o, 0.0),
-                masks=np.stack([per_frame.get(t, {}).get(o, empty) for t in range(count)]),
+                logits=np.stack([per_frame.get(t, {}).get(o, absent) for t in range(count)]),
                 presence=np.array([presence.get(t, {}).get(o, 0.0) for t in range(count)], dtype=np.float32),
+                size=(height, width),
             )
             for o in objects
         ]
@@ -126,36 +146,38 @@ class Sam3VideoSegmenter:
             session.prompt_attention_masks[prompt_id] = encoded.attention_mask.to(self.device)
         return prompt_phrase
 
-    def _frame_masks(self, session, out, size: tuple[int, int]) -> tuple[dict[int, np.ndarray], dict[int, float]]:
-        """One frame's visible objects as boolean masks at frame size, without overlaps inside a prompt."""
+    def _frame_logits(self, session, out) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+        """One frame's visible objects as low-resolution logits, without overlaps inside a prompt."""
         import torch
 
         hidden = set(out.suppressed_obj_ids or ()) | set(session.hotstart_removed_obj_ids)
         ids = [int(o) for o in sorted(out.obj_id_to_mask) if int(o) not in hidden]
         if not ids:
             return {}, {}
-        low = torch.cat([out.obj_id_to_mask[o] for o in ids]).float().unsqueeze(1)  # (N, 1, h, w)
-        logits = torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)[:, 0]
+        logits = torch.cat([out.obj_id_to_mask[o] for o in ids]).float().cpu()  # (N, h, w)
         probs = torch.tensor([float(out.obj_id_to_tracker_score.get(o, 0.0)) for o in ids])
-        masks = _without_overlaps(logits.cpu() > 0, probs, [session.obj_id_to_prompt_id[o] for o in ids])
-        return ({o: m for o, m in zip(ids, masks.numpy(), strict=True) if m.any()},
+        logits = _without_overlaps(logits, probs, [session.obj_id_to_prompt_id[o] for o in ids])
+        return ({o: m.astype(np.float16) for o, m in zip(ids, logits.numpy(), strict=True) if (m > 0).any()},
                 dict(zip(ids, probs.tolist(), strict=True)))
 
 
-def _without_overlaps(masks, probs, groups: list[int]):
-    """Within each prompt, a pixel claimed by several objects stays with the most confident one."""
+def _without_overlaps(logits, probs, groups: list[int]):
+    """Within each prompt, a pixel claimed by several objects stays with the most confident one
+    (the others' logits there drop to ABSENT)."""
     import torch
 
-    out = masks.clone()
+    out = logits.clone()
+    claimed = logits > 0
     groups_t = torch.tensor(groups)
     for group in groups_t.unique():
         members = torch.nonzero(groups_t == group).flatten()
         if len(members) < 2:
             continue
-        claim = torch.where(masks[members], probs[members, None, None], torch.tensor(-1.0))
+        claim = torch.where(claimed[members], probs[members, None, None], torch.tensor(-1.0))
         winner = claim.argmax(dim=0)
         for rank, member in enumerate(members):
-            out[member] = masks[member] & (winner == rank)
+            lost = claimed[member] & (winner != rank)
+            out[member] = torch.where(lost, torch.tensor(ABSENT), logits[member])
     return out
 
 
@@ -227,25 +249,25 @@ def masklet_rows(cfg, clip, indices: list[int], phrases, masklets: list[Masklet]
     from schemas.masks import encode_masks
 
     min_area = max(cfg.min_mask_area, 1)
-    kept = [m for m in masklets if (m.masks.reshape(len(m.masks), -1).sum(axis=1) >= min_area).any()]
     per_phrase: dict[int, int] = {}
     ranked = []
-    for m in sorted(kept, key=lambda m: (-m.score, m.object_id)):
-        if per_phrase.get(m.phrase_index, 0) < cfg.max_detections_per_phrase:
+    for m in sorted(masklets, key=lambda m: (-m.score, m.object_id)):
+        if per_phrase.get(m.phrase_index, 0) < cfg.max_detections_per_phrase and _present(m, min_area).any():
             per_phrase[m.phrase_index] = per_phrase.get(m.phrase_index, 0) + 1
             ranked.append(m)
     if not ranked:
         return []
-    volumes = np.stack([m.masks.reshape(-1, m.masks.shape[-1]) for m in ranked])  # (N, T*H, W)
+    # Duplicates are judged on the low-resolution masks: IoU barely depends on the scale.
+    volumes = np.stack([m.low_masks().reshape(-1, m.logits.shape[-1]) for m in ranked])  # (N, T*h, w)
     chosen = select_objects(volumes, [m.score for m in ranked], 1, cfg.dedup_iou, cfg.max_objects_per_clip)
     rows, rank_in_phrase = [], {}
     for m in (ranked[i] for i in sorted(chosen)):
-        areas = m.masks.reshape(len(m.masks), -1).sum(axis=1)
-        present = np.flatnonzero(areas >= min_area)
+        full = m.masks()
+        present = np.flatnonzero(full.reshape(len(full), -1).sum(axis=1) >= min_area)
         phrase = phrases[m.phrase_index]
         rank = rank_in_phrase.get(m.phrase_index, 0)
         rank_in_phrase[m.phrase_index] = rank + 1
-        masks = m.masks[present]
+        masks = full[present]
         score = m.score * float(m.presence[present].mean())
         rows.append(ObjectRow.build(
             lineage,
@@ -259,3 +281,9 @@ def masklet_rows(cfg, clip, indices: list[int], phrases, masklets: list[Masklet]
             source=agent,
         ))
     return rows
+
+
+def _present(masklet: Masklet, min_area: int) -> np.ndarray:
+    """Per frame, whether the object covers at least `min_area` pixels at frame size."""
+    full = masklet.masks()
+    return full.reshape(len(full), -1).sum(axis=1) >= min_area

@@ -89,28 +89,43 @@ def _text_settings(tokenizer) -> dict:
     )
 
 
+# vLLM's CPU attention needs head_dim >= 32: the `-hd32` builds have 2 heads of 32 (1 key/value head).
+WIDE_HEADS = {"num_attention_heads": 2, "num_key_value_heads": 1}
+
+
 @register_tiny("qwen2")
-def build_qwen2(folder: Path, seed: int) -> None:
+def build_qwen2(folder: Path, seed: int, heads: dict | None = None) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = _tokenizer(folder)
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(Qwen2Config(**_text_settings(tokenizer)))
+    model = Qwen2ForCausalLM(Qwen2Config(**_text_settings(tokenizer) | (heads or {})))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)
 
 
+@register_tiny("qwen2-hd32")
+def build_qwen2_hd32(folder: Path, seed: int) -> None:
+    build_qwen2(folder, seed, WIDE_HEADS)
+
+
+@register_tiny("qwen2.5-vl-hd32")
+def build_qwen2_5_vl_hd32(folder: Path, seed: int) -> None:
+    build_qwen2_5_vl(folder, seed, WIDE_HEADS)
+
+
 @register_tiny("qwen2.5-vl")
-def build_qwen2_5_vl(folder: Path, seed: int) -> None:
+def build_qwen2_5_vl(folder: Path, seed: int, heads: dict | None = None) -> None:
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
     tokenizer = _tokenizer(folder)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    text = _text_settings(tokenizer) | {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                                                            "mrope_section": [2, 3, 3]}}
+    section = [4, 6, 6] if heads else [2, 3, 3]  # halves of head_dim 32 or 16
+    text = _text_settings(tokenizer) | (heads or {}) | {
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}}
     config = Qwen2_5_VLConfig(
         text_config=text,
         vision_config=dict(

@@ -207,6 +207,6 @@ def export(dataset: str | Path, fmt: str, to: str | Path, media: str = "link") -
     for clip_id, why in sorted(view.media.missing.items())[:5]:
         report.problems.append(f"video_missing: clip {clip_id}: {why}")
     if media == "none" and view.media.placed:
-        report.notes.append(f"media none: `video` paths are relative to the dataset root {view.root}")
+        report.notes.append("media none: `video` paths are relative to the dataset root")
     write_json(out, f"export-{fmt}.json", report.to_dict())
     return report

@@ -9,7 +9,8 @@
   `role` / `content`, the video as a `{"type": "video"}` content part) and a `video` column.
 - `dpo.jsonl`: `{"id", "video", "prompt", "chosen", "rejected", "error_type", ...}` per line, TRL's
   standard preference form; pairs come from every accepted motion question through
-  `agents.preference_pairs` (the rejected answer changes one motion fact of the correct one).
+  `agents.preference_pairs` (the rejected answer changes one motion fact of the correct one, by a
+  word rule or by taking a distractor of that fact; `perturbation` says which).
 Answers never cite a caption: sentences that do are dropped from free-form answers.
 """
 
@@ -94,7 +95,8 @@ def _mcq_record(view: ExportView, q: dict, report: ExportReport) -> dict | None:
         if human.count("<region>") != len(objects):
             report.skip("region_count_mismatch", q["question_id"])
             return None
-        extra.update(kind="object_question", object_ids=q["object_ids"], height=view.clips[q["clip_id"]]["height"],
+        extra.update(kind="object_question", object_ids=q["object_ids"], provenance=[o["provenance"] for o in objects],
+                     height=view.clips[q["clip_id"]]["height"],
                      width=view.clips[q["clip_id"]]["width"], annotation=[
                          {media.frame_key(f): {"segmentation": m} for f, m in zip(o["frame_indices"], o["masks"],
                                                                                   strict=True)} for o in objects])
@@ -120,10 +122,11 @@ def export_dpo(view: ExportView, out: Path) -> ExportReport:
         if media is None:
             report.skip("video_missing", q["question_id"])
             continue
-        chosen, rejected, error_type = pair
+        chosen, rejected, error_type, how = pair
         records.append({"id": q["question_id"], "video": media.video,
                         "prompt": q["question"], "chosen": chosen, "rejected": rejected, "error_type": error_type,
-                        "question_id": q["question_id"], "category": q["category"], "source": q["source"]})
+                        "perturbation": how, "question_id": q["question_id"], "category": q["category"],
+                        "source": q["source"]})
         report.written[error_type] += 1
     write_jsonl(out, "dpo.jsonl", records, report)
     report.written["pairs"] = len(records)

@@ -65,6 +65,7 @@ class FakeOpenAIServer:
         self.responder = responder or (lambda body: Reply())
         self.models = models  # GET /v1/models lists these; empty = does not say (any model goes)
         self.calls: list[RecordedCall] = []
+        self.gets: list[str] = []  # paths of GET requests (model lists and look-ups), in order
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -104,6 +105,8 @@ class FakeOpenAIServer:
 def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
+            with server._lock:
+                server.gets.append(self.path)
             if self.path.rstrip("/").endswith("/models"):
                 data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in server.models]
                 self._send_json(200, {"object": "list", "data": data})
