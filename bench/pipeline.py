@@ -70,35 +70,67 @@ def cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds() -> float:
-    """CPU seconds of this process and everything it started (the local Ray cluster: GCS, raylet,
-    and the actors the raylet started and reaped), so other jobs on a shared machine don't count.
-    Read before the cluster is shut down: its processes' times vanish with them."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parent, times = {}, {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        parent[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = sum(int(v) for v in fields[11:15]) / tick
-    own = os.times()
-    total, frontier = own.user + own.system + own.children_user + own.children_system, [os.getpid()]
-    while frontier:
-        children = [pid for pid, ppid in parent.items() if ppid in frontier]
-        total += sum(times[pid] for pid in children)
-        frontier = children
-    return total
+class TreeCpu:
+    """CPU seconds of this process and every process it started (the local Ray cluster: GCS,
+    raylet, actors), so other jobs on a shared machine don't count. The process tree is sampled
+    every `interval` seconds while a run is timed: an actor's time is known even after it is
+    killed (its parent's "children" times do not reliably hold it)."""
+
+    def __init__(self, interval: float = 0.2):
+        import threading
+
+        self.interval, self.seen, self.stop = interval, {}, threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> TreeCpu:
+        self.base = self._own()
+        self._sample()
+        self.before = dict(self.seen)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._sample()
+        self.seconds = self._own() - self.base + sum(v - self.before.get(k, 0.0) for k, v in self.seen.items())
+
+    @staticmethod
+    def _own() -> float:
+        own = os.times()
+        return own.user + own.system
+
+    def _poll(self) -> None:
+        while not self.stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        parent, times = {}, {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            pid = int(entry.name)
+            parent[pid] = int(fields[1])
+            times[(pid, fields[19])] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime; key: start time
+        frontier = {os.getpid()}
+        while frontier:
+            frontier = {pid for pid, ppid in parent.items() if ppid in frontier}
+            for key, value in times.items():
+                if key[0] in frontier:
+                    self.seen[key] = max(value, self.seen.get(key, 0.0))
 
 
 def timed(run, *args):
     """(wall seconds, CPU seconds of this process tree, busy CPU seconds of the machine, result)."""
-    machine, cpu, wall = cpu_seconds(), tree_cpu_seconds(), time.perf_counter()
-    result = run(*args)
-    return time.perf_counter() - wall, tree_cpu_seconds() - cpu, cpu_seconds() - machine, result
+    machine, wall = cpu_seconds(), time.perf_counter()
+    with TreeCpu() as cpu:
+        result = run(*args)
+    return time.perf_counter() - wall, cpu.seconds, cpu_seconds() - machine, result
 
 
 def ray_startup() -> float:
