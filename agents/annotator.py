@@ -16,6 +16,7 @@ random weights; schema-guided decoding makes them parse, so the stage produces r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,16 +57,7 @@ class ObjectAnnotator(ChatStage):
 
     def process_batch(self, batch: Batch) -> StageOutput:
         out = StageOutput()
-        clips = {c.clip_id: c for c in batch.clips}
-        asks = []
-        for clip_id, objects in batch.by_clip("objects").items():
-            clip = clips.get(clip_id)
-            if clip is None:
-                for obj in objects:
-                    out.reject(self.name, obj.object_id, "clip_missing", "object's clip is not in the shard", clip_id)
-                continue
-            asks.extend(self._asks_for_clip(batch, clip, objects, out))
-        for ask, result in self.ask(asks, out):
+        for ask, result in self.ask_as_built(self._asks_per_clip(batch, out), out):
             obj = ask.context
             for position, (kind, text) in enumerate(
                 (("object_detailed", result.parsed.detailed), ("object_short", result.parsed.short))
@@ -76,6 +68,18 @@ class ObjectAnnotator(ChatStage):
                     object_id=obj.object_id, kind=kind, text=text.strip() or "-", source=self.name,
                 ))
         return out
+
+    def _asks_per_clip(self, batch: Batch, out: StageOutput) -> Iterator[list[Ask]]:
+        """Each clip's asks as soon as its frames are drawn (its requests leave while the next
+        clip is decoded)."""
+        clips = {c.clip_id: c for c in batch.clips}
+        for clip_id, objects in batch.by_clip("objects").items():
+            clip = clips.get(clip_id)
+            if clip is None:
+                for obj in objects:
+                    out.reject(self.name, obj.object_id, "clip_missing", "object's clip is not in the shard", clip_id)
+                continue
+            yield self._asks_for_clip(batch, clip, objects, out)
 
     def _asks_for_clip(self, batch: Batch, clip, objects, out: StageOutput) -> list[Ask]:
         cfg = self.config

@@ -26,6 +26,7 @@ batch ids under `<root>/_batches/<stage>/`. A backend injected by the caller is 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -176,15 +177,35 @@ class ChatStage(Stage):
         if not asks:
             return []
         results = self.backend.chat_batch([a.request for a in asks])
-        for ask, result in zip(asks, results, strict=True):
-            used = result.ok and (result.parsed is not None or ask.request.response_model is None)
-            count_tokens(out.counters, result, used)
+        _count(asks, results, out)
         return results
 
     def ask(self, asks: list[Ask], out: StageOutput) -> list[tuple[Ask, ChatResult]]:
         """Answers that parsed, with their asks; every failure is a rejection row in `out`."""
+        return self._keep_parsed(asks, self.answer(asks, out), out)
+
+    def ask_as_built(self, groups: Iterable[list[Ask]], out: StageOutput) -> list[tuple[Ask, ChatResult]]:
+        """`ask` over every group's asks, but a remote model gets each group as soon as it is
+        built, so building the next one (decoding, drawing) overlaps the wait on the model.
+        Answers and rejections come in the same order as from `ask`; a local model takes them
+        all at once."""
+        if not self.concurrent_shards:
+            return self.ask([a for group in groups for a in group], out)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=GROUPS_AHEAD) as pool:
+            sent = [(group, pool.submit(self.backend.chat_batch, [a.request for a in group]))
+                    for group in groups if group]
+            answered = []
+            for group, future in sent:
+                results = future.result()
+                _count(group, results, out)
+                answered.extend(self._keep_parsed(group, results, out))
+        return answered
+
+    def _keep_parsed(self, asks: list[Ask], results: list[ChatResult], out: StageOutput) -> list[tuple[Ask, ChatResult]]:
         answered = []
-        for ask, result in zip(asks, self.answer(asks, out), strict=True):
+        for ask, result in zip(asks, results, strict=True):
             if result.ok and (result.parsed is not None or ask.request.response_model is None):
                 answered.append((ask, result))
             else:
@@ -203,6 +224,14 @@ class ChatStage(Stage):
             completion_tokens=(completion_tokens if completion_tokens is not None
                                else (result.completion_tokens if result else 0)),
         )
+
+
+GROUPS_AHEAD = 4  # groups of requests waiting on a remote model while the next is built
+
+
+def _count(asks: list[Ask], results: list[ChatResult], out: StageOutput) -> None:
+    for ask, result in zip(asks, results, strict=True):
+        count_tokens(out.counters, result, result.ok and (result.parsed is not None or ask.request.response_model is None))
 
 
 def reject_answer(out: StageOutput, stage: str, item_id: str, clip_id: str | None, result: ChatResult) -> None:

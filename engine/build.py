@@ -268,6 +268,9 @@ def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> bool:
         include_dashboard=False,
         logging_level="WARNING",
         runtime_env={"env_vars": env},
+        # Workers prestarted for the driver lack the run's runtime env, so no actor can use them:
+        # each would cost a process start (~0.5 cpu-s) for nothing.
+        _system_config={"prestart_worker_first_driver": False},
     )
     return True
 

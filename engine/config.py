@@ -45,7 +45,9 @@ class JobConfig(BaseModel):
     placement: str = Field("local", description="resources per stage: data/placement/<name>.yaml or a path")
     stages: list[str] = Field(default_factory=lambda: list(STAGE_CLASSES))
     shard_size: int = Field(4, ge=1, description="clips per shard (the unit of commit)")
-    max_shards_in_flight: int = Field(8, ge=1)
+    max_shards_in_flight: int | None = Field(
+        None, ge=1, description="cap on shards moving through the stages at once; default: the placement's "
+        "slots (actors x max_in_flight, summed over the actor pools)")
     executor: Literal["ray", "local"] = "ray"
     ray_address: str | None = Field(None, description="connect here; default: RAY_ADDRESS or a new local cluster")
     allow_download: bool = False

@@ -1,7 +1,8 @@
 """The driver loop: plan shards, feed the executor, commit each (stage, shard) as it lands.
 
-At most `max_shards_in_flight` shards are active at once, each moving through the stages on its
-own, so GPU stages start on the first clips and the driver's memory stays bounded whatever the
+At most as many shards are active at once as the executor has slots (actors x `max_in_flight`,
+summed over the actor pools, from the placement; `max_shards_in_flight` caps it), each moving
+through the stages on its own, so GPU stages start on the first clips and the driver's memory stays bounded whatever the
 size of the source. Only the driver commits, so a crash of the driver at any moment leaves every
 table consistent (see engine/store.py) and the next run resumes from the commit records.
 
@@ -49,7 +50,7 @@ class StopRequest:
 @dataclass
 class BuildOptions:
     shard_size: int = 4
-    max_shards_in_flight: int = 8
+    max_shards_in_flight: int | None = None  # None: the executor's slots
     prune: bool = False
     retry_failed: bool = True
     dry_run: bool = False
@@ -90,6 +91,7 @@ def execute(
     owner = {c: shard_id for shard_id, rec in store.commits(pipeline.source.name).items() for c in rec.get("clip_ids", [])}
     excluded = excluded_clips(store.root)
     active = 0
+    in_flight = _shards_in_flight(executor, options)
     stop = options.stop or StopRequest()
     try:
         with progress:
@@ -98,7 +100,7 @@ def execute(
                     executor.cancel_waiting()
                     if stop.count > 1 or not executor.in_flight():
                         break
-                while not stop.count and active < options.max_shards_in_flight and (shard := next(pending, None)):
+                while not stop.count and active < in_flight and (shard := next(pending, None)):
                     _submit(pipeline, store, executor, progress, shard, shard.start, excluded)
                     active += 1
                 if active == 0:
@@ -138,6 +140,16 @@ def execute(
     if stop.signum is not None:
         raise Stopped(stop.signum, commits)
     return {"commits": commits, "removed_shards": len(plan.removed)}
+
+
+def _shards_in_flight(executor: Any, options: BuildOptions) -> int:
+    """Enough shards to fill every slot of every actor pool (a shard holds one slot at a time);
+    the job's `max_shards_in_flight`, when set, caps it."""
+    slots = getattr(executor, "slots", None) or DEFAULT_SHARDS_IN_FLIGHT
+    return min(slots, options.max_shards_in_flight) if options.max_shards_in_flight else slots
+
+
+DEFAULT_SHARDS_IN_FLIGHT = 8  # an executor without actor pools (the local one runs one task at a time)
 
 
 def _submit(pipeline: Pipeline, store: DatasetStore, executor: Any, progress: Progress, shard: Shard,

@@ -118,6 +118,11 @@ class RayExecutor:
         self.waiting: list[deque[ShardTask]] = [deque() for _ in groups]
         self.running: dict[Any, tuple[ShardTask, Any]] = {}
 
+    @property
+    def slots(self) -> int:
+        """Tasks the pools run at once: actors x max_in_flight, summed over the pools."""
+        return sum(len(pool) * limit for pool, limit in zip(self.pools, self.limits, strict=True))
+
     def submit(self, task: ShardTask) -> None:
         group = self.group_of[task.stage_index]
         self.waiting[group].append(task)

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--placement", help="resources per stage: local (default), gpu-cluster, or a YAML file")
     parser.add_argument("--stages", help="comma-separated stages to run (default: all, in pipeline order)")
     parser.add_argument("--shard-size", type=int, help="clips per shard, the unit of commit (default 4)")
-    parser.add_argument("--max-shards-in-flight", type=int, help="shards moving through the stages at once (default 8)")
+    parser.add_argument("--max-shards-in-flight", type=int, help="shards moving through the stages at once (default: the placement's actors x max_in_flight, summed over the stages)")
     parser.add_argument("--executor", choices=["ray", "local"], help="ray (default) or local (one process)")
     parser.add_argument("--ray-address", help="Ray cluster to use (default: RAY_ADDRESS, else start a local one)")
     parser.add_argument("--set", action="append", default=[], metavar="STAGE.FIELD=VALUE",

@@ -91,3 +91,38 @@ def test_tiny_vlm_produces_caption_rows(scene, monkeypatch, tmp_path):
     assert len(rows) == 4, out.rejections
     assert all(isinstance(r, CaptionRow) and r.model == "tiny:qwen2.5-vl" for r in rows)
     assert rows[0].prompt_tokens > 20 and rows[0].completion_tokens > 0
+
+
+def test_a_remote_model_gets_each_clips_requests_while_the_next_clip_is_drawn(scene):
+    import threading
+
+    from agents.annotator import AnnotatorAnswer
+    from agents.base import StageOutput
+    from agents.chat_stage import Ask
+
+    answered = threading.Event()
+
+    def answer(request):
+        answered.set()
+        return "not json" if "second" in str(request.messages) else GOOD
+
+    stage = ObjectAnnotator({"chat": {"backend": "fake", "model": "remote"}},
+                            backend=ScriptedChatBackend(answer, model="remote"))
+    stage.ensure_setup()
+    asks = [Ask(name, "clip", stage.request([{"role": "user", "content": name}], AnnotatorAnswer), name)
+            for name in ("first", "second", "third")]
+    overlapped = []
+
+    def groups():
+        yield asks[:1]
+        overlapped.append(answered.wait(10))  # the first group is answered before the next is built
+        yield asks[1:]
+
+    out = StageOutput()
+    got = stage.ask_as_built(groups(), out)
+    assert overlapped == [True]
+    assert [a.item_id for a, _ in got] == ["first", "third"]
+    assert [r.item_id for r in out.rejections] == ["second"]
+    at_once = StageOutput()
+    assert [(a.item_id, r.parsed) for a, r in stage.ask(asks, at_once)] == [(a.item_id, r.parsed) for a, r in got]
+    assert dict(out.counters) == dict(at_once.counters) and out.counters

@@ -203,3 +203,37 @@ def test_copied_file_in_another_shard_is_one_clip(tmp_path):
     assert rejected == ("file:v99.mp4", "duplicate_clip")
     plan, result, store = _run(tmp_path / "ds", src, shard_size=2)  # a rerun keeps it that way
     assert plan.work == [] and _rows(store, "SELECT count(*) FROM clips") == [(3,)]
+
+
+class CountingExecutor(LocalExecutor):
+    """The local executor with a placement's worth of slots, counting shards in flight."""
+
+    def __init__(self, stages, root, slots):
+        super().__init__(stages, root)
+        self.slots, self.started, self.finished, self.most = slots, set(), set(), 0
+        self.last = len(stages) - 1
+
+    def submit(self, task):
+        self.started.add(task.shard_id)
+        self.most = max(self.most, len(self.started - self.finished))
+        super().submit(task)
+
+    def next_result(self):
+        task, result = super().next_result()
+        if task.stage_index == self.last:
+            self.finished.add(task.shard_id)
+        return task, result
+
+
+@pytest.mark.parametrize(("slots", "cap", "expected"), [(3, None, 3), (5, None, 5), (5, 2, 2)])
+def test_shards_in_flight_come_from_the_executors_slots_capped_by_the_job(tmp_path, slots, cap, expected):
+    _videos(tmp_path / "src", 12)
+    stages = [Ingest(), EchoCaptioner({})]
+    pipeline, store = Pipeline(stages), DatasetStore(tmp_path / "ds", recover=True)
+    options = BuildOptions(shard_size=2, max_shards_in_flight=cap)
+    plan = plan_build(pipeline, store, str(tmp_path / "src"), options)
+    made: list[CountingExecutor] = []
+    result = execute(pipeline, store, plan, lambda: made.append(CountingExecutor(stages, store.root, slots)) or made[0],
+                     options, Progress(pipeline.names, live=False, interval=1e9))
+    assert result["commits"] == 12
+    assert made[0].most == expected
