@@ -65,9 +65,6 @@ class LocalExecutor:
         """Drop tasks not started yet (a stop): here every queued task is one."""
         self.queue.clear()
 
-    def in_flight(self) -> int:
-        return len(self.queue)
-
     def shutdown(self) -> None:
         for stage in self.stages:
             stage.teardown()
@@ -168,9 +165,6 @@ class RayExecutor:
         self.lost_since.pop((task.stage_index, task.shard_id), None)
         self._dispatch(group)
         return task, result
-
-    def in_flight(self) -> int:
-        return len(self.running) + sum(len(q) for q in self.waiting)
 
     def _resubmit_lost(self, task: ShardTask, actor: Any, group: int, err: Exception) -> bool:
         """A task lost with its actor or node (not one that raised) runs again, on a restarted
