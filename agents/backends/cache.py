@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,25 +28,29 @@ DB_FILE = "responses.sqlite3"
 class ResponseCache:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self._con: sqlite3.Connection | None = None
-        self._pid = 0
+        self._local = threading.local()  # one connection per thread: threaded actors share a cache
 
     def __getstate__(self) -> dict[str, Any]:  # a connection never travels to another process
-        return {"folder": self.folder, "_con": None, "_pid": 0}
+        return {"folder": self.folder}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.folder = state["folder"]
+        self._local = threading.local()
 
     def key(self, request: ChatRequest, model: str, revision: str, namespace: str) -> str:
         digest = request.digest(f"{model}@{revision}")
         return hashlib.sha256(f"{namespace}\x1f{digest}".encode()).hexdigest()
 
     def _db(self) -> sqlite3.Connection:
-        if self._con is None or self._pid != os.getpid():
+        local = self._local
+        if getattr(local, "con", None) is None or local.pid != os.getpid():
             self.folder.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(self.folder / DB_FILE, timeout=60, isolation_level=None)
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
             con.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
-            self._con, self._pid = con, os.getpid()
-        return self._con
+            local.con, local.pid = con, os.getpid()
+        return local.con
 
     def get(self, key: str) -> dict | None:
         row = self._db().execute("SELECT value FROM answers WHERE key = ?", (key,)).fetchone()
@@ -71,9 +76,10 @@ class ResponseCache:
                             [(k, json.dumps(v)) for k, v in answers.items()])
 
     def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
 
 
 def _stored(result: ChatResult) -> dict:
