@@ -93,17 +93,40 @@ def _text_settings(tokenizer) -> dict:
 WIDE_HEADS = {"num_attention_heads": 2, "num_key_value_heads": 1}
 
 
-@register_tiny("qwen2")
-def build_qwen2(folder: Path, seed: int, heads: dict | None = None) -> None:
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+def _vision_tokens(tokenizer) -> dict:
+    """The placeholder token ids a Qwen-VL config names."""
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    return dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
 
-    tokenizer = _tokenizer(folder)
+
+def _save_model(folder: Path, seed: int, tokenizer, model_class, config, processor=None) -> None:
+    """Random weights from `seed`, generation stopping on the tokenizer's own tokens, all saved."""
+    import torch
+
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(Qwen2Config(**_text_settings(tokenizer) | (heads or {})))
+    model = model_class(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)
+    if processor is not None:
+        processor.save_pretrained(folder)
+
+
+def _image_processor(patch: int):
+    """At most 8x8 patches per image keeps a tiny VLM fast."""
+    from transformers import Qwen2VLImageProcessorPil
+
+    return Qwen2VLImageProcessorPil(min_pixels=(4 * patch) ** 2, max_pixels=(8 * patch) ** 2, patch_size=patch,
+                                    merge_size=2, temporal_patch_size=2)
+
+
+@register_tiny("qwen2")
+def build_qwen2(folder: Path, seed: int, heads: dict | None = None) -> None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _tokenizer(folder)
+    _save_model(folder, seed, tokenizer, Qwen2ForCausalLM, Qwen2Config(**_text_settings(tokenizer) | (heads or {})))
 
 
 @register_tiny("qwen2-hd32")
@@ -118,11 +141,9 @@ def build_qwen2_5_vl_hd32(folder: Path, seed: int) -> None:
 
 @register_tiny("qwen2.5-vl")
 def build_qwen2_5_vl(folder: Path, seed: int, heads: dict | None = None) -> None:
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     tokenizer = _tokenizer(folder)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     section = [4, 6, 6] if heads else [2, 3, 3]  # halves of head_dim 32 or 16
     text = _text_settings(tokenizer) | (heads or {}) | {
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}}
@@ -133,45 +154,27 @@ def build_qwen2_5_vl(folder: Path, seed: int, heads: dict | None = None) -> None
             patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
             fullatt_block_indexes=[1],
         ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **_vision_tokens(tokenizer),
         tie_word_embeddings=True,
     )
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    # Small images keep the tiny model fast: at most 8x8 patches of 14 px per image.
-    processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14,
-                                         merge_size=2, temporal_patch_size=2)
-    processor.save_pretrained(folder)
+    _save_model(folder, seed, tokenizer, Qwen2_5_VLForConditionalGeneration, config, _image_processor(14))
 
 
 @register_tiny("qwen3")
 def build_qwen3(folder: Path, seed: int) -> None:
     """Qwen3 (the current Qwen text generation): per-head q/k norms and an explicit head_dim."""
-    import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     tokenizer = _tokenizer(folder)
-    torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(Qwen3Config(**_text_settings(tokenizer), head_dim=16))
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
+    _save_model(folder, seed, tokenizer, Qwen3ForCausalLM, Qwen3Config(**_text_settings(tokenizer), head_dim=16))
 
 
 @register_tiny("qwen3-vl")
 def build_qwen3_vl(folder: Path, seed: int) -> None:
     """Qwen3-VL: 16 px patches, DeepStack features from two vision blocks, interleaved M-RoPE."""
-    import torch
-    from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     tokenizer = _tokenizer(folder)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     text = _text_settings(tokenizer) | {
         "head_dim": 16,
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
@@ -184,48 +187,25 @@ def build_qwen3_vl(folder: Path, seed: int) -> None:
             spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=256,
             deepstack_visual_indexes=[0, 1],
         ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **_vision_tokens(tokenizer),
         tie_word_embeddings=True,
     )
-    torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    # At most 8x8 patches of 16 px per image, as Qwen3-VL's processor would cut them.
-    processor = Qwen2VLImageProcessorPil(min_pixels=64 * 64, max_pixels=128 * 128, patch_size=16,
-                                         merge_size=2, temporal_patch_size=2)
-    processor.save_pretrained(folder)
+    _save_model(folder, seed, tokenizer, Qwen3VLForConditionalGeneration, config, _image_processor(16))
 
 
 @register_tiny("qwen2-vl")
 def build_qwen2_vl(folder: Path, seed: int) -> None:
     """Qwen2-VL (the VLM of the Qwen2 generation, for the videorefer Reviewer in VLM mode)."""
-    import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     tokenizer = _tokenizer(folder)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     text = _text_settings(tokenizer) | {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
                                                             "mrope_section": [2, 3, 3]}}
     config = Qwen2VLConfig(
         text_config=text,
         vision_config=dict(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=14,
                            spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **_vision_tokens(tokenizer),
         tie_word_embeddings=True,
     )
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14,
-                                         merge_size=2, temporal_patch_size=2)
-    processor.save_pretrained(folder)
+    _save_model(folder, seed, tokenizer, Qwen2VLForConditionalGeneration, config, _image_processor(14))
