@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from agents.base import Batch, StageOutput
 from agents.chat_stage import Ask, ChatStage, ChatStageConfig
-from agents.visual_prompts import PromptKind, blur_windows, render
+from agents.visual_prompts import PromptKind, blur_windows, render, to_image
 from schemas import CaptionRow, decode_mask, stable_id
 
 PROMPT_HELP = {
@@ -140,15 +140,6 @@ def render_object_frames(
         shown[obj.object_id] = ([f for _, f in chosen], [to_image(frame, max_side) for frame in drawn])
     return shown
 
-
-def to_image(frame: np.ndarray, max_side: int):
-    from PIL import Image
-
-    image = Image.fromarray(frame)
-    scale = max_side / max(image.size)
-    if scale < 1:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-    return image
 
 
 def save_frames(root: Path, obj, frame_numbers: list[int], images) -> None:

@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field
 
 from agents.base import Batch, StageOutput
 from agents.chat_stage import Ask, ChatStage, ChatStageConfig
-from agents.visual_prompts import blur_windows, motion_blur, spotlight
+from agents.visual_prompts import blur_windows, motion_blur, spotlight, to_image
 from schemas import CaptionRow, decode_mask, stable_id
 
 CAMERA_WORDS = {
@@ -154,12 +154,3 @@ def spotlit(frames: np.ndarray, targets: list[int], objects: list) -> np.ndarray
                     union[row] |= mask.astype(bool)
     return spotlight(frames, union) if union.any() else None
 
-
-def to_image(frame: np.ndarray, max_side: int):
-    from PIL import Image
-
-    image = Image.fromarray(frame)
-    scale = max_side / max(image.size)
-    if scale < 1:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-    return image

@@ -107,3 +107,14 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 def _inside(box: tuple[int, int, int, int], region: tuple[int, int, int, int]) -> bool:
     return box[0] >= region[0] and box[1] >= region[1] and box[2] <= region[2] and box[3] <= region[3]
+
+
+def to_image(frame: np.ndarray, max_side: int):
+    """A frame as a PIL image, downscaled so its longest side is at most `max_side`."""
+    from PIL import Image
+
+    image = Image.fromarray(frame)
+    scale = max_side / max(image.size)
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    return image

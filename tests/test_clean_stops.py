@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_ray import pids_under
 from tests.test_resume import _build, _snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -137,12 +138,4 @@ def test_signal_stops_a_ray_run_cleanly_and_the_same_command_resumes(tmp_path, s
 
 def _ray_processes_under(temp_dir: str) -> list[int]:
     time.sleep(1.0)
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if temp_dir.encode() in (proc / "cmdline").read_bytes():
-                    found.append(int(proc.name))
-            except OSError:
-                continue
-    return found
+    return pids_under(temp_dir)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_ray import pids_under
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,15 +48,7 @@ def _address(hex_ip: str, width: int) -> str:
 
 
 def _cluster_pids(driver: int, temp_dir: str) -> list[int]:
-    pids = {driver}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if temp_dir.encode() in (proc / "cmdline").read_bytes():
-                    pids.add(int(proc.name))
-            except OSError:
-                continue
-    return sorted(pids)
+    return sorted({driver, *pids_under(temp_dir)})
 
 
 def _is_loopback(ip: str) -> bool:

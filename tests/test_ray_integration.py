@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 
 from engine.run import main as cli
 from tests.helpers_media import write_bad_files, write_good_clip
+from tests.helpers_ray import stop_processes_under
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
@@ -72,25 +72,8 @@ def ray_head():
     try:
         yield f"http://127.0.0.1:{dash}", env
     finally:
-        _stop_processes_under(temp_dir)
+        stop_processes_under(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _stop_processes_under(temp_dir: str) -> None:
-    """`ray stop` would stop every Ray cluster on the machine; stop only this head's processes."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if temp_dir.encode() in cmdline:
-            try:
-                os.kill(int(proc.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    time.sleep(0.5)
 
 
 def test_ray_job_submit_against_a_running_head(ray_head, tmp_path):

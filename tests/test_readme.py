@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_ray import stop_processes_under
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 README = REPO / "README.md"
@@ -172,24 +174,6 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _stop_processes_under(temp_dir: str) -> None:
-    """`ray stop` stops every Ray cluster on the machine: stop only this head's processes, by pid."""
-    import signal
-
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if temp_dir.encode() in cmdline:
-            try:
-                os.kill(int(proc.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 def _job_block() -> list[Command]:
     commands = readme_commands()
     submit = next(c for c in commands if "ray job submit" in c.text)
@@ -238,7 +222,7 @@ def test_ray_job_submit_as_the_readme_says(user_files, tmp_path):
     try:
         result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=540)
     finally:
-        _stop_processes_under(temp_dir)
+        stop_processes_under(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
