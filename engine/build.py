@@ -148,7 +148,7 @@ def _clear(store: DatasetStore) -> None:
 def discard_partial_writes(dataset: str | Path) -> None:
     """Remove what a failed run leaves half-written: staging folders whose commit never started
     (no manifest; one with a manifest is finished by the next run) and temporary files of atomic
-    writes (`.<name>.<random>.tmp`, the response cache's `.<key>.json.<random>`)."""
+    writes (`.<name>.<random>.tmp`)."""
     root = Path(dataset)
     if not root.is_dir():
         return
@@ -170,8 +170,7 @@ def _discard(root: Path) -> None:
                 shutil.rmtree(txn, ignore_errors=True)
         with contextlib.suppress(OSError):
             staging.rmdir()  # only when empty
-    temporary = [*root.rglob(".*.tmp"), *(root / "_cache").rglob(".*.json.*")]
-    for path in temporary:
+    for path in root.rglob(".*.tmp"):
         path.unlink(missing_ok=True)
 
 
