@@ -29,7 +29,7 @@ from pydantic import Field
 
 from agents.base import Batch, SourceItem, Stage, StageConfig, StageOutput
 from agents.curation.curate import CurationConfig
-from agents.video import VideoError, VideoInfo, probe
+from agents.video import VideoError, VideoInfo, clip_frame_offset, probe
 from schemas import ClipRow, Lineage
 
 INGEST_VERSION = "2"  # 2: camera-motion estimate, rotation and variable frame rate
@@ -226,7 +226,7 @@ class Ingest(Stage[IngestConfig]):
             return None
         from agents.curation.safe_decode import DecodeFailure
 
-        first = _first_frame(item, info)
+        first = clip_frame_offset(path, item.start, info.fps)
         label = self._guard.call(self.camera_entry, str(path), first, info.num_frames, info.fps)
         return None if isinstance(label, DecodeFailure) else label
 
@@ -306,10 +306,6 @@ def estimate_camera_motion(path: str, first_frame: int, num_frames: int, fps: fl
         raise VideoError("decode_error", "no frame pair decodes for the camera-motion estimate")
     gap = max(1, round(config.pair_gap_s * fps)) / fps
     return camera_motion(usable, gap, config.camera_static_speed)[0]
-
-
-def _first_frame(item: SourceItem, info: VideoInfo) -> int:
-    return round((item.start or 0.0) * info.fps) if item.start else 0
 
 
 def _file_facts(info: VideoInfo) -> dict:

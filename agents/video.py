@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -225,9 +226,35 @@ def _chain(first, rest):
     yield from rest
 
 
-def clip_frame_offset(start: float | None, fps: float) -> int:
-    """First frame of a clip that is a span of a longer video (0 for a whole file)."""
-    return int(round((start or 0.0) * fps))
+def clip_frame_offset(path: str | Path, start: float | None, fps: float) -> int:
+    """First frame of a clip that is a span of a longer video (0 for a whole file): found by frame
+    time in a variable-frame-rate file, as ingest's span was (`agents.ingest.span_info`)."""
+    if not start:
+        return 0
+    times = _variable_frame_times(str(path))
+    if times is None:
+        return int(round(start * fps))
+    return int(np.searchsorted(np.asarray(times), start - 1e-6))
+
+
+def _variable_frame_times(path: str) -> tuple[float, ...] | None:
+    """A variable-frame-rate file's frame times (None for a constant rate or a file not here)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return _frame_times(path, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _frame_times(path: str, size: int, mtime_ns: int) -> tuple[float, ...] | None:
+    """From the packets' time stamps: demuxed, not decoded."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        times = [float(p.pts * p.time_base) for p in container.demux(stream) if p.pts is not None]
+    return variable_timestamps(times)
 
 
 def read_clip_frames(path: str | Path, fps: float, num_frames: int, frame_indices: Sequence[int], *,
@@ -242,5 +269,5 @@ def read_clip_frames(path: str | Path, fps: float, num_frames: int, frame_indice
     outside = [i for i in wanted if not 0 <= i < num_frames]
     if outside:
         raise VideoError("frame_out_of_clip", f"frames {outside[:5]} are outside the clip's {num_frames} frames")
-    offset = clip_frame_offset(start, fps)
+    offset = clip_frame_offset(path, start, fps)
     return read_frames(path, [offset + i for i in wanted])

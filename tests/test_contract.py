@@ -226,3 +226,27 @@ def test_every_stage_and_the_report_see_the_spans_own_frames(tmp_path, monkeypat
     build_report(dataset, tmp_path / "site", clips=4)
     assert drawn and set(previewed) == set(clips)
     assert all(shown == first[clip_id] + index for clip_id, index, shown in drawn), drawn
+
+
+def test_a_span_of_a_variable_frame_rate_video_reads_its_own_frames(tmp_path):
+    """Ingest finds a VFR span's frames by frame time; the frame reader must start where it did."""
+    import numpy as np
+
+    from agents.video import write_video
+    from engine.run import main
+    from tests.helpers_coded import coded_frame
+
+    gaps = [0.02 if (i // 6) % 2 else 0.1 for i in range(60)]  # 50 fps and 10 fps stretches
+    times = [round(sum(gaps[:i]), 3) for i in range(60)]
+    video = tmp_path / "vfr.mp4"
+    write_video(video, (coded_frame(i) for i in range(60)), fps=25, times=times)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"video_path": str(video), "start": 1.2, "end": 2.2}) + "\n")
+    assert main(["build-motionvid-qa", "--dataset", str(tmp_path / "ds"), "--source", str(manifest),
+                 "--executor", "local", "--stages", "ingest"]) == 0
+    [clip] = DatasetStore(tmp_path / "ds").read_table("clips").to_pylist()
+    first = int(np.searchsorted(times, 1.2 - 1e-6))
+    assert round(1.2 * clip["fps"]) != first  # the span's mean rate would start elsewhere
+    clip_row = type("Clip", (), clip)
+    frames = Batch(root=tmp_path / "ds").read_frames(clip_row)
+    assert [decode_index(f) for f in frames] == [first + i for i in clip["frame_indices"]]

@@ -63,7 +63,7 @@ class MediaPlacer:
 
     def _place(self, clip: dict) -> ClipMedia:
         source = self.source_path(clip)
-        offset = clip_frame_offset(clip.get("start"), clip["fps"])
+        offset = clip_frame_offset(source, clip.get("start"), clip["fps"])
         is_span = clip.get("start") is not None
         if self.mode == "none":  # the media stay where they are: nothing here reads them
             self.counts["referenced"] += 1
