@@ -246,17 +246,17 @@ def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> bool:
 
     if ray.is_initialized():
         return False
-    repo = str(Path(__file__).resolve().parent.parent)
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
-    # API keys are never put here: a runtime env is stored by Ray and shown in its dashboard. Local
-    # workers inherit them from this process's environment.
-    for key in ("VDE_CACHE", "VDE_MODEL_MAP", "VDE_ALLOW_DOWNLOAD", "HF_HOME", "HF_HUB_OFFLINE",
-                "HF_HUB_DISABLE_PROGRESS_BARS", "HF_ENDPOINT"):
-        if key in os.environ:
-            env[key] = os.environ[key]
     if address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=True)
         return True
+    # The local cluster's processes inherit this process's environment (API keys, VDE_*, HF_*):
+    # no runtime env is needed, and none is given. With one, every actor would start through
+    # Ray's setup_worker (a second Python and Ray import, ~0.6 cpu-s per actor), and the prestarted
+    # workers (lacking it) would serve no actor.
+    repo = str(Path(__file__).resolve().parent.parent)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if repo not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, *paths]))
     needed = sum(max(stages[i].resources.num_cpus for i in g) * max(stages[i].resources.actors for i in g)
                  for g in groups)
     ray.init(
@@ -266,12 +266,19 @@ def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> bool:
         dashboard_host="127.0.0.1",
         include_dashboard=False,
         logging_level="WARNING",
-        runtime_env={"env_vars": env},
-        # Workers prestarted for the driver lack the run's runtime env, so no actor can use them:
-        # each would cost a process start (~0.5 cpu-s) for nothing.
-        _system_config={"prestart_worker_first_driver": False},
+        _system_config=LOCAL_RAY_SYSTEM_CONFIG,
     )
     return True
+
+
+# Prestarted workers would sit idle (each stage actor starts its own process, sized by its
+# resources); metrics and per-task events every second cost an idle actor CPU for no reader here
+# (the dashboard is off).
+LOCAL_RAY_SYSTEM_CONFIG = {
+    "prestart_worker_first_driver": False,
+    "enable_metrics_collection": False,
+    "task_events_report_interval_ms": 10_000,
+}
 
 
 def _loopback_only() -> None:

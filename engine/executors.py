@@ -219,6 +219,7 @@ class StageActor:
         # Set here, before any model library is imported: a cluster the run joins (a Ray job) does
         # not carry the driver's environment, and every actor's loading bars would flood its log.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        pyarrow_without_pandas()
         self.threads = threads
         self.stages = {cls.name: cls(config) for cls, config in specs}
         self.store = DatasetStore(root, create=False)
@@ -252,6 +253,33 @@ class StageStartError(Exception):
 
 def _rebuild_start_error(stage: str, message: str) -> StageStartError:
     return StageStartError(stage, Exception(message))
+
+
+def pyarrow_without_pandas() -> None:
+    """pyarrow's first conversion of Python values imports pandas (0.3-1 cpu-s per process) only
+    to ask whether the values are pandas objects; a stage's rows never are. Run that probe once
+    with pandas hidden, so it finds none. Only actor processes do this: they hold nothing but
+    stages. pandas itself stays importable, and `to_pandas()` still imports it when called."""
+    import sys
+
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    hide = _HidePandas()
+    sys.meta_path.insert(0, hide)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(hide)
+
+
+class _HidePandas:
+    """An import finder under which `import pandas` fails (while pyarrow probes for it)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas":
+            raise ModuleNotFoundError("pandas hidden from pyarrow's probe", name=name)
 
 
 def limit_torch_threads(threads: int) -> None:
