@@ -8,15 +8,18 @@ becomes one rejection row instead of failing its neighbours.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agents.base import Batch, SourceItem, Stage, StageOutput, UndeclaredTable
 from engine.store import DatasetStore, StagedShard, read_location
-from schemas import RejectionRow, rejection, row_model, validate_rows
+from schemas import RejectionRow, rejection, row_model, to_arrow, validate_rows
 from schemas.enums import RETRYABLE_REASONS, Reason
 
 
@@ -54,14 +57,74 @@ def load_batch(root: Path, task: ShardTask, stage: Stage) -> Batch:
     for table, locations in task.inputs.items():
         if table not in declared:
             continue
-        model = row_model(table)
         rows: list[Any] = []
         for location in locations:  # a shard file, or a row group of a compacted part
-            arrow = read_location(root, location, table)
-            if arrow is not None:
-                rows.extend(model.model_validate(r) for r in arrow.to_pylist())
+            rows.extend(read_rows(root, location, table))
         tables[table] = rows
     return Batch(root=root, items=list(task.items), tables=tables, stage=stage.name, declared=frozenset(declared))
+
+
+def read_rows(root: Path, location: str, table: str) -> list[Any]:
+    """The validated rows at one location: from this process's memory when it wrote that very
+    file (a stage co-located with its upstream, the local executor), else from the file."""
+    remembered = WRITTEN.get(Path(root) / location)
+    if isinstance(remembered, list):
+        return remembered
+    arrow = remembered if remembered is not None else read_location(root, location, table)
+    if arrow is None:
+        return []
+    model = row_model(table)
+    return [model.model_validate(r) for r in arrow.to_pylist()]
+
+
+class WrittenShards:
+    """Rows of the shard files this process staged lately, keyed by the file's identity (device,
+    inode, size, modification time), which the commit's rename keeps and any rewrite changes.
+    A table whose Arrow schema rounds values (float32 boxes) keeps its Arrow table instead of
+    the rows, so a reader gets exactly what reading the file gives."""
+
+    def __init__(self, limit: int = 256):
+        self.limit = limit
+        self.entries: OrderedDict[tuple[int, ...], list[Any] | Any] = OrderedDict()
+        self.lock = threading.Lock()  # actors run several shards in threads
+
+    def remember(self, path: str | Path, rows: list[Any], arrow: Any) -> None:
+        key = _identity(path)
+        if key is None:
+            return
+        with self.lock:
+            self.entries[key] = rows if _exact_round_trip(arrow.schema) else arrow
+            while len(self.entries) > self.limit:
+                self.entries.popitem(last=False)
+
+    def get(self, path: Path) -> list[Any] | Any | None:
+        if "#" in path.name or not self.entries:  # a row range of a compacted part: never ours
+            return None
+        key = _identity(path)
+        with self.lock:
+            return self.entries.get(key) if key is not None else None
+
+
+def _identity(path: str | Path) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _exact_round_trip(schema: Any) -> bool:
+    import pyarrow as pa
+
+    def exact(kind: pa.DataType) -> bool:
+        if pa.types.is_float16(kind) or pa.types.is_float32(kind):
+            return False
+        return all(exact(kind.field(i).type) for i in range(kind.num_fields))
+
+    return all(exact(f.type) for f in schema)
+
+
+WRITTEN = WrittenShards()
 
 
 def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
@@ -82,7 +145,10 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
         tables["clips"] = _drop_owned_elsewhere(stage.name, tables["clips"], task.owned_elsewhere, rejections)
     tables["rejections"] = _without(_dedupe(rejections), excluded)
     clip_ids = sorted({r.clip_id for r in tables.get("clips", [])}) or [c for c in task.clip_ids if c not in excluded]
-    staged = store.stage_shard(stage.name, task.shard_id, tables)
+    arrows = {t: to_arrow(t, rows) for t, rows in tables.items()}
+    staged = store.stage_arrow(stage.name, task.shard_id, arrows)
+    for table, path in staged.files.items():
+        WRITTEN.remember(path, tables[table], arrows[table])
     return ShardResult(
         task=task,
         staged=staged,
