@@ -72,6 +72,10 @@ class StagedShard:
     txn_dir: str
     files: dict[str, str] = field(default_factory=dict)  # table -> staged file path
     rows: dict[str, int] = field(default_factory=dict)
+    # size and SHA-256 of each staged file, taken by whoever wrote it (a worker, in parallel), so
+    # the driver's commit does not read every file again
+    sizes: dict[str, int] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
 
 
@@ -147,7 +151,7 @@ class DatasetStore:
         try:
             for table, arrow in tables.items():
                 path = txn_dir / f"{table}.parquet"
-                write_parquet(arrow, path)
+                staged.sizes[table], staged.sha256[table] = write_parquet(arrow, path)
                 staged.files[table] = str(path)
                 staged.rows[table] = arrow.num_rows
         except BaseException:
@@ -169,8 +173,8 @@ class DatasetStore:
             "shard_id": staged.shard_id,
             "files": {t: f"{t}/{name}" for t in staged.files},
             "rows": dict(staged.rows),
-            "sizes": {t: os.path.getsize(p) for t, p in staged.files.items()},
-            "sha256": {t: file_sha256(p) for t, p in staged.files.items()},
+            "sizes": {t: staged.sizes.get(t) or os.path.getsize(p) for t, p in staged.files.items()},
+            "sha256": {t: staged.sha256.get(t) or file_sha256(p) for t, p in staged.files.items()},
             "schema_version": SCHEMA_VERSION,
         }
         full_record.setdefault("committed_at", time.time())
@@ -534,16 +538,21 @@ def _unreadable(path: Path, err: Exception) -> CorruptDataset:
                           f"--dataset {root} --repair`, then build again to recompute it")
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write and fsync, so a rename after it never exposes a torn file."""
+def write_parquet(table: pa.Table, path: Path) -> tuple[int, str]:
+    """Write and fsync, so a rename after it never exposes a torn file. Returns the file's size
+    and SHA-256 (of the bytes written, without reading the file back)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    data = sink.getvalue()
     try:
         with open(path, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
         Path(path).unlink(missing_ok=True)
         raise
+    return data.size, hashlib.sha256(data).hexdigest()
 
 
 def write_json_durable(path: Path, payload: dict[str, Any]) -> None:
