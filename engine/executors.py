@@ -141,7 +141,7 @@ class RayExecutor:
             actor = min(pool, key=lambda a: self.load[a])
             if self.load[actor] >= self.limits[group]:
                 return
-            task = self.waiting[group].popleft()
+            task = _next_waiting(self.waiting[group])
             ref = actor.run.remote(task)
             self.load[actor] += 1
             self.running[ref] = (task, actor)
@@ -199,6 +199,16 @@ class RayExecutor:
         for pool in self.pools:
             for actor in pool:
                 self.ray.kill(actor)
+
+
+def _next_waiting(queue: deque[ShardTask]) -> ShardTask:
+    """The waiting task of the latest stage, first come first served among equals: an actor
+    shared by several stages (ingest with ground truth) moves the shards it has on before it
+    starts new ones, so later stages get work early and shards in flight finish."""
+    position = max(range(len(queue)), key=lambda i: (queue[i].stage_index, -i))
+    task = queue[position]
+    del queue[position]
+    return task
 
 
 LOST_TASK_WINDOW_S = 300.0  # how long a task lost with its node is tried again
