@@ -1,0 +1,58 @@
+"""The runner's hand-over of staged rows to a later stage in the same process."""
+
+from __future__ import annotations
+
+from engine.runner import WRITTEN, read_rows
+from engine.store import DatasetStore
+from schemas import CaptionRow, Lineage, ObjectRow, encode_masks, row_model, stable_id, to_arrow
+
+LINEAGE = Lineage(agent="test", model="m")
+
+
+def _captions(text: str) -> list[CaptionRow]:
+    return [CaptionRow.build(LINEAGE, caption_id=stable_id("c", str(i)), clip_id="clip00001", kind="clip",
+                             text=f"{text} {i}", source="test") for i in range(3)]
+
+
+def _stage(store: DatasetStore, table: str, rows: list, remember: bool) -> str:
+    """Stage and commit one (stage, shard) the way the runner does; its committed location."""
+    arrow = to_arrow(table, rows)
+    staged = store.stage_arrow("writer", "s1", {table: arrow})
+    if remember:
+        WRITTEN.remember(staged.files[table], rows, arrow)
+    return store.commit(staged, {})["files"][table]
+
+
+def _from_file(store: DatasetStore, location: str, table: str) -> list:
+    model = row_model(table)
+    return [model.model_validate(r) for r in store.read_location(location, table).to_pylist()]
+
+
+def test_rows_this_process_staged_come_from_memory_and_equal_the_file(tmp_path):
+    store = DatasetStore(tmp_path / "ds")
+    rows = _captions("first")
+    location = _stage(store, "captions", rows, remember=True)
+    got = read_rows(store.root, location, "captions")
+    assert all(a is b for a, b in zip(got, rows, strict=True))  # no re-read
+    assert got == _from_file(store, location, "captions")
+
+
+def test_a_rewritten_file_is_read_again(tmp_path):
+    store = DatasetStore(tmp_path / "ds")
+    _stage(store, "captions", _captions("first"), remember=True)
+    location = _stage(store, "captions", _captions("second"), remember=False)  # another process wrote it
+    assert [r.text for r in read_rows(store.root, location, "captions")] == ["second 0", "second 1", "second 2"]
+
+
+def test_float32_columns_read_as_the_file_gives_them(tmp_path):
+    import numpy as np
+
+    store = DatasetStore(tmp_path / "ds")
+    mask = np.zeros((1, 8, 8), dtype=bool)
+    mask[0, 2:5, 2:5] = True
+    row = ObjectRow.build(LINEAGE, object_id="object0001", clip_id="clip00001", label="cube", frame_indices=[0],
+                          masks=encode_masks(mask), boxes=[[0.1, 0.2, 4.3, 4.7]], score=0.5, source="test")
+    location = _stage(store, "objects", [row], remember=True)
+    got = read_rows(store.root, location, "objects")
+    assert got == _from_file(store, location, "objects")
+    assert got[0].boxes != row.boxes  # rounded to float32 by the file, and so by the hand-over
