@@ -6,9 +6,10 @@ configured visual prompt (`spotlight`, `trails` or `contour`, see agents.visual_
 with the prompt: as one video with the frames' time stamps to a backend that takes video (Qwen-VL
 local or in vLLM), else as separate images. As in MotionSight, the visual prompt is drawn on every
 frame and the drawn frames are the video the model watches (not images beside it), so the model
-sees the spotlight or the trail move with the object along the clip's time axis. The prompt kind is
-part of the config fingerprint and of each row's `prompt_version` (`annotator.v1@<hash>+spotlight+video`). `save_prompt_frames` writes the rendered
-frames as PNGs (`<folder>/<clip_id>/<object_id>_<frame>.png`) for inspection.
+sees the spotlight or the trail move with the object along the clip's time axis. The prompt kind
+is part of the config fingerprint and of each row's `prompt_version`
+(`annotator.v1@<hash>+spotlight+video`). `save_prompt_frames` writes the rendered frames as PNGs
+(`<folder>/<clip_id>/<object_id>_<frame>.png`) for inspection.
 
 Rejections: `clip_missing` (object whose clip is not in the shard), the video reasons of
 agents.video (`truncated_video`, ...), `bad_mask` / `mask_size_mismatch` (undecodable masks or
