@@ -17,7 +17,6 @@ from engine.run import main
 from engine.store import DatasetStore
 from tests.helpers_footage import FOOTAGE_FPS, FOOTAGE_FRAMES, shapes_segment, write_video
 
-pytestmark = pytest.mark.slow
 VLM_STAGES = ("motion_captioner", "annotator", "reviewer")
 
 
@@ -63,6 +62,7 @@ def _visual_parts(request):
     return [p for m in request.messages if isinstance(m["content"], list) for p in m["content"] if p["type"] != "text"]
 
 
+@pytest.mark.slow
 def test_every_vlm_request_sends_videos_with_frame_times(built):
     times, requests, _, tables = built
     assert requests, "no request reached the Qwen-VL backend"
@@ -82,6 +82,7 @@ def test_every_vlm_request_sends_videos_with_frame_times(built):
     assert expected != [f / clip["fps"] for f in pick(clip["frame_indices"], 2)]  # variable rate: not index / fps
 
 
+@pytest.mark.slow
 def test_the_backend_builds_the_video_input_and_rows_say_so(built):
     _, requests, encoded, tables = built
     sent = [p["timestamps"] for r in requests for p in _visual_parts(r)]
