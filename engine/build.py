@@ -266,7 +266,7 @@ def start_ray(cfg: JobConfig, stages: list, groups: list[list[int]]) -> bool:
         dashboard_host="127.0.0.1",
         include_dashboard=False,
         logging_level="WARNING",
-        _system_config=LOCAL_RAY_SYSTEM_CONFIG,
+        _system_config=dict(LOCAL_RAY_SYSTEM_CONFIG),  # a copy: Ray adds this session's keys to it
     )
     return True
 
