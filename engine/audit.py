@@ -458,17 +458,21 @@ def _link(src: Path, folder: Path) -> str | None:
 
 def _mask_area_arrow(masks: pa.Array) -> pa.Array:
     """The mask_area SQL function: pycocotools' area of each COCO RLE struct in a vector, in one call
-    for the whole vector (one call per mask cost most of the mask checks' time)."""
+    per 255 masks (one call per mask, or a Python step per mask, cost most of the mask checks' time)."""
+    import numpy as np
     from pycocotools import mask as mask_utils
 
     masks = masks.combine_chunks() if isinstance(masks, pa.ChunkedArray) else masks
-    valid = masks.is_valid().to_numpy(zero_copy_only=False)
-    sizes = masks.field("size").to_pylist()
-    counts = masks.field("counts").to_pylist()
-    rles = [{"size": sizes[i], "counts": counts[i].encode()} for i in range(len(masks)) if valid[i]]
-    # pycocotools' area() of a list fails from 256 items on (it counts them in a uint8): chunks of 255
-    areas = iter([a for k in range(0, len(rles), 255) for a in mask_utils.area(rles[k : k + 255]).tolist()])
-    return pa.array([next(areas) if ok else None for ok in valid], pa.int64())
+    valid = np.asarray(masks.is_valid().to_numpy(zero_copy_only=False), bool)
+    kept = masks.filter(pa.array(valid))
+    sizes = kept.field("size").flatten().to_numpy(zero_copy_only=False).reshape(-1, 2).tolist()  # [h, w] each
+    rles = [{"size": size, "counts": text.encode()}
+            for size, text in zip(sizes, kept.field("counts").to_pylist(), strict=True)]
+    areas = np.zeros(len(masks), np.int64)
+    if rles:
+        # pycocotools' area() of a list fails from 256 items on (it counts them in a uint8): chunks of 255
+        areas[valid] = np.concatenate([mask_utils.area(rles[k : k + 255]) for k in range(0, len(rles), 255)])
+    return pa.array(areas, pa.int64(), mask=~valid)
 
 
 def _quote(text: str) -> str:

@@ -4,10 +4,13 @@
 -- warn: max_category_share > 0.5
 -- fail: max_category_share > 0.9
 
+-- [setup]
+CREATE OR REPLACE TEMP TABLE category_counts AS
+SELECT category, count(*) AS questions, count(DISTINCT clip_id) AS clips FROM mcqs GROUP BY ALL;
+
 -- [summary]
-SELECT category, count(*) AS questions, round(count(*) / sum(count(*)) OVER (), 3) AS share,
-       count(DISTINCT clip_id) AS clips
-FROM mcqs GROUP BY ALL ORDER BY questions DESC, category;
+SELECT category, questions, round(questions / sum(questions) OVER (), 3) AS share, clips
+FROM category_counts ORDER BY questions DESC, category;
 
 -- [metric]
-SELECT max(n) / sum(n) AS max_category_share FROM (SELECT count(*) AS n FROM mcqs GROUP BY category);
+SELECT max(questions) / sum(questions) AS max_category_share FROM category_counts;

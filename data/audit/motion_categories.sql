@@ -5,9 +5,10 @@
 
 -- [setup]
 CREATE OR REPLACE TEMP TABLE motion_category_counts AS
-SELECT c.category, count(m.question_id) AS questions, count(DISTINCT m.clip_id) AS clips
+SELECT c.category, coalesce(m.questions, 0) AS questions, coalesce(m.clips, 0) AS clips
 FROM (VALUES ('MR'), ('LM'), ('CM'), ('MO'), ('AO'), ('RC')) c(category)
-LEFT JOIN mcqs m ON m.category = c.category GROUP BY ALL;
+LEFT JOIN (SELECT category, count(question_id) AS questions, count(DISTINCT clip_id) AS clips
+           FROM mcqs WHERE category IN ('MR', 'LM', 'CM', 'MO', 'AO', 'RC') GROUP BY ALL) m USING (category);
 
 -- [summary]
 SELECT category, questions, round(questions / greatest(1, sum(questions) OVER ()), 3) AS share, clips
