@@ -13,7 +13,7 @@ from agents.curation.curate import CurationConfig, Curator, clip_id_for, drop_ne
 from agents.curation.dedup import DedupRecord, find_near_duplicates
 from agents.curation.filters import camera_motion, to_analysis_grey
 from agents.curation.safe_decode import DecodeFailure, GuardedDecoder
-from agents.curation.scenes import Span, SplitConfig, cut_windows, detect_shots
+from agents.curation.scenes import ContentScore, Span, SplitConfig, cut_windows, detect_shots
 from agents.ingest import Ingest
 from agents.video import probe, write_video
 from engine.sources import iter_source
@@ -59,6 +59,24 @@ def test_splitter_finds_every_hard_cut_within_two_frames(footage):
     assert len(found) == len(plan["cuts"])
     assert all(abs(f - c) <= 2 for f, c in zip(found, plan["cuts"], strict=False)), (found, plan["cuts"])
     assert frames_read == plan["num_frames"]
+
+
+@pytest.mark.parametrize("threshold", [3.0, 10.0, 27.0, 45.0])
+def test_content_score_cuts_where_pyscenedetect_content_detector_cuts(footage, threshold):
+    import av
+    from scenedetect import ContentDetector
+    from scenedetect.common import FrameTimecode
+
+    folder, _ = footage
+    ours, theirs = ContentScore(threshold, 8), ContentDetector(threshold=threshold, min_scene_len=8)
+    ours_cuts, their_cuts = [], []
+    with av.open(str(folder / "long.mp4")) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            image = frame.to_ndarray(format="bgr24", width=256, height=144)
+            ours_cuts += ours.process_frame(FrameTimecode(index, FPS), image)
+            their_cuts += theirs.process_frame(FrameTimecode(index, FPS), image)
+    assert [c.frame_num for c in ours_cuts] == [c.frame_num for c in their_cuts]
+    assert threshold > 27 or their_cuts  # the low thresholds cut
 
 
 def test_splitter_keeps_to_the_requested_range(footage):

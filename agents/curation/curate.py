@@ -34,6 +34,7 @@ from agents.curation.filters import (
     check_video,
     measure,
     sample_pairs,
+    shrink_grey,
     to_analysis_grey,
 )
 from agents.curation.safe_decode import DecodeFailure, GuardedDecoder
@@ -187,7 +188,7 @@ class FrameStore:
 
             from agents.video import upright
 
-            self.frames[index] = to_analysis_grey(upright(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), rotation))
+            self.frames[index] = shrink_grey(upright(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), rotation))
 
     def take(self, wanted: set[int]) -> dict[int, object]:
         return {i: self.frames[i] for i in wanted if i in self.frames}

@@ -57,9 +57,16 @@ def sample_pairs(start_frame: int, end_frame: int, fps: float, config: FilterCon
 def to_analysis_grey(rgb: np.ndarray) -> np.ndarray:
     import cv2
 
-    height, width = rgb.shape[:2]
+    return shrink_grey(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+
+
+def shrink_grey(grey: np.ndarray) -> np.ndarray:
+    """A grey frame scaled to `ANALYSIS_WIDTH` pixels wide (area averaging)."""
+    import cv2
+
+    height, width = grey.shape[:2]
     size = (ANALYSIS_WIDTH, max(2, round(height * ANALYSIS_WIDTH / width)))
-    return cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
 
 
 def measure(pairs: list[tuple[np.ndarray, np.ndarray]], pair_gap_s: float, config: FilterConfig) -> ClipFeatures:
