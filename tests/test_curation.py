@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 
 from agents.base import Batch
-from agents.curation.curate import CurationConfig, Curator, clip_id_for, drop_near_duplicates
+from agents.curation.curate import CurationConfig, Curator, analyse_video, clip_id_for, drop_near_duplicates
 from agents.curation.dedup import DedupRecord, find_near_duplicates
-from agents.curation.filters import camera_motion, to_analysis_grey
+from agents.curation.filters import camera_motion, check_content, to_analysis_grey
 from agents.curation.safe_decode import DecodeFailure, GuardedDecoder
 from agents.curation.scenes import ContentScore, Span, SplitConfig, cut_windows, detect_shots
 from agents.ingest import Ingest
@@ -117,6 +117,16 @@ def test_motion_score_and_camera_motion_are_kept_per_clip(footage, curated):
     assert kinds["pan"].features.motion_score > kinds["object"].features.motion_score > 1.0
     meta = kinds["pan"].metadata()
     assert meta["camera_motion"] == "pan_right" and meta["motion_score"] > 10 and len(meta["phash"]) == 5
+
+
+def test_camera_motion_is_estimated_only_for_clips_the_filters_keep(footage):
+    folder, plan = footage
+    config = CurationConfig.model_validate(SMALL_OK)
+    analysis = analyse_video(str(folder / "long.mp4"), config.model_dump(mode="json"))
+    dropped = {_shot_kind(plan, m.span) for m in analysis.measured if check_content(m.features, config.filters)}
+    assert dropped == {"static", "letterboxed", "black"}
+    for m in analysis.measured:
+        assert (m.features.camera_motion is None) == (_shot_kind(plan, m.span) in dropped)
 
 
 def test_duplicate_shot_is_removed_naming_the_copy_it_kept(footage, curated):

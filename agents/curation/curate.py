@@ -42,6 +42,7 @@ from agents.curation.scenes import Span, SplitConfig, cut_windows, detect_shots
 from schemas import stable_id
 
 ANALYSE_ENTRY = "agents.curation.curate:analyse_video"
+PRELOAD_ENTRY = "agents.curation.curate:load_libraries"
 PROBE_ENTRY = "agents.curation.curate:probe_video"
 MATERIALIZE_ENTRY = "agents.curation.scenes:materialize"
 
@@ -132,6 +133,15 @@ def probe_video(path: str) -> VideoFacts:
     return VideoFacts(info.width, info.height, info.fps, info.num_frames)
 
 
+def load_libraries() -> None:
+    """Import what analysis needs (OpenCV, PySceneDetect, pHash's SciPy DCT: about 0.5 CPU-s),
+    once per worker when it starts rather than inside the first video's deadline."""
+    import numpy as np
+    import scenedetect  # noqa: F401
+
+    frame_hash(np.zeros((8, 8), np.uint8))  # imagehash imports SciPy on its first hash
+
+
 def analyse_video(path: str, config: dict, start: float | None = None, end: float | None = None) -> VideoAnalysis:
     """Split and measure one video (or its [start, end) seconds). Runs in the guarded worker."""
     from agents.video import VideoError
@@ -208,7 +218,7 @@ class Curator:
         self.config = config
         self.analyse_entry = analyse_entry
         self.probe_entry = probe_entry
-        self.guard = GuardedDecoder(config.decode_timeout_s)
+        self.guard = GuardedDecoder(config.decode_timeout_s, preload=(PRELOAD_ENTRY,))
 
     def curate(self, path: str, video_hash: str, start: float | None = None, end: float | None = None) -> tuple[list[CuratedClip], list[Rejection]]:
         """Kept clips and rejections of one video; a video-level rejection has item_id ""."""
