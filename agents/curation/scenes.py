@@ -89,12 +89,11 @@ def detect_shots(path: str | Path, config: SplitConfig, first: int = 0, last: in
                  tap: FrameTap | None = None) -> tuple[list[Span], int]:
     """Shots of frames [first, last) (default: the whole video) and the number of frames read.
 
-    PySceneDetect's detector is fed from our own PyAV loop (frames scaled by PyAV to
-    `DETECT_WIDTH` in the same step as the colour conversion): its SceneManager's reader thread and
-    per-frame bookkeeping cost half again as much as the detector. `tap` sees every decoded frame,
-    so the caller needs no second decode."""
+    PySceneDetect's cut logic is fed from our own PyAV loop (frames scaled by PyAV to
+    `DETECT_WIDTH` in the same step as the colour conversion, in a thread of their own): its
+    SceneManager's reader thread and per-frame bookkeeping cost half again as much as the detector.
+    `tap` sees every decoded frame, so the caller needs no second decode."""
     import av
-    from av.video.reformatter import VideoReformatter
     from scenedetect import AdaptiveDetector
     from scenedetect.common import FrameTimecode
 
@@ -105,9 +104,6 @@ def detect_shots(path: str | Path, config: SplitConfig, first: int = 0, last: in
         detector = ContentScore(config.threshold, config.min_shot_frames)
     cuts: list[int] = []
     end = first
-    # One reformatter for the whole video: `frame.to_ndarray(width=...)` builds a new scaler per
-    # frame, which cost more than decoding the frame.
-    reformatter = VideoReformatter()
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -115,6 +111,46 @@ def detect_shots(path: str | Path, config: SplitConfig, first: int = 0, last: in
         scale = min(1.0, DETECT_WIDTH / max(stream.codec_context.width, stream.codec_context.height))
         size = dict(width=max(1, round(stream.codec_context.width * scale)),
                     height=max(1, round(stream.codec_context.height * scale)))
+        for position, image, rotation in _decode_ahead(container, stream, first, last, size):
+            if tap is not None:
+                tap(position, image, rotation)
+            cuts += [int(c.frame_num) for c in detector.process_frame(FrameTimecode(position, fps), image)]
+            end = position + 1
+    if end > first:
+        cuts += [int(c.frame_num) for c in detector.post_process(FrameTimecode(end - 1, fps))]
+    edges = [first, *sorted(c for c in set(cuts) if first < c < end), end]
+    shots = [Span(a, b, fps) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    return shots, end
+
+
+def _decode_ahead(container, stream, first: int, last: int | None, size: dict, depth: int = 16):
+    """(position, BGR image, rotation) of frames [first, last), decoded and scaled by a thread of
+    their own so that decoding overlaps with the detector and the caller's tap (PyAV and OpenCV
+    release the GIL). A truncated file ends the frames at the last one that decoded."""
+    import queue
+    import threading
+
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    frames: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                frames.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        # One reformatter for the whole video: `frame.to_ndarray(width=...)` builds a new scaler per
+        # frame, which cost more than decoding the frame.
+        reformatter = VideoReformatter()
         try:
             for position, frame in enumerate(container.decode(stream)):
                 if position < first:
@@ -122,17 +158,25 @@ def detect_shots(path: str | Path, config: SplitConfig, first: int = 0, last: in
                 if last is not None and position >= last:
                     break
                 image = reformatter.reformat(frame, format="bgr24", **size).to_ndarray()
-                if tap is not None:
-                    tap(position, image, int(frame.rotation or 0))
-                cuts += [int(c.frame_num) for c in detector.process_frame(FrameTimecode(position, fps), image)]
-                end = position + 1
+                if not put((position, image, int(frame.rotation or 0))):
+                    return
         except av.error.FFmpegError:
-            pass  # a truncated file: the shots end at the last frame that decoded
-    if end > first:
-        cuts += [int(c.frame_num) for c in detector.post_process(FrameTimecode(end - 1, fps))]
-    edges = [first, *sorted(c for c in set(cuts) if first < c < end), end]
-    shots = [Span(a, b, fps) for a, b in zip(edges, edges[1:], strict=False) if b > a]
-    return shots, end
+            pass
+        except BaseException as err:  # raised again in the caller's thread
+            failure.append(err)
+        finally:
+            put(done)
+
+    thread = threading.Thread(target=produce, name="decode-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := frames.get()) is not done:
+            yield item
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        thread.join()
 
 
 def cut_windows(shots: list[Span], max_seconds: float | None) -> list[Span]:
