@@ -31,6 +31,11 @@ tables it writes. A check whose required table is empty is "n/a" only where no s
 was meant to fill that table; otherwise it fails, saying which stage left it empty. Views
 `run_stages` (stage, table) and `stage_commits` (stage, shard_id, clips) let checks compare what
 ran with what landed.
+
+Counts that several checks read are helper tables (`SHARED_TABLES`), built once per snapshot when
+a statement first names them: `mcq_category_counts` (category, questions, clips) serves the two
+category checks with one pass over the MCQs, `lineage_counts` (rows and tokens per table and
+lineage) the lineage and token-cost checks with one pass over the `lineage` view.
 """
 
 from __future__ import annotations
@@ -64,6 +69,13 @@ _THRESHOLD = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+(?:
 _HEADER = re.compile(r"^--\s*(check|measures|requires|needs|warn|fail|random weights)\s*:\s*(.*)$")
 _SECTION = re.compile(r"^--\s*\[(setup|summary|metric|examples)\]\s*$")
 _RLE_TYPE = "STRUCT(size INTEGER[], counts VARCHAR)"
+# Helper tables several checks read: each is built once per snapshot, when a statement first names it.
+SHARED_TABLES = {
+    "mcq_category_counts": "SELECT category, count(*) AS questions, count(DISTINCT clip_id) AS clips FROM mcqs GROUP BY ALL",
+    "lineage_counts": 'SELECT "table", agent, model, model_revision, prompt_version, count(*) AS rows, '
+                      "sum(coalesce(prompt_tokens, 0)) AS prompt_tokens, "
+                      "sum(coalesce(completion_tokens, 0)) AS completion_tokens FROM lineage GROUP BY ALL",
+}
 
 
 @dataclass(frozen=True)
@@ -331,6 +343,16 @@ class AuditDatabase:
         self.con.execute(self._table_rows_view().replace("CREATE OR REPLACE VIEW table_rows AS",
                                                          "CREATE TEMP TABLE table_rows AS", 1))
         self.con.execute(self._lineage_view())
+        for name in SHARED_TABLES:
+            self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        self._shared_built: set[str] = set()
+
+    def _build_shared(self, sql: str) -> None:
+        """Build the helper tables the statement names that this snapshot has not built yet."""
+        for name, body in SHARED_TABLES.items():
+            if name not in self._shared_built and re.search(rf"\b{name}\b", sql):
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {body}")
+                self._shared_built.add(name)
 
     def _pin(self, versions: dict[str, TableVersion]) -> dict[str, TableVersion]:
         """Hard-link the version's shard files so a concurrent rewrite cannot change them under a query."""
@@ -418,9 +440,11 @@ class AuditDatabase:
         import duckdb
 
         try:
+            self._build_shared(sql)
             return self._fetch(sql, params)
         except (duckdb.IOException, duckdb.InvalidInputException):
             self.refresh()
+            self._build_shared(sql)
             return self._fetch(sql, params)
 
     def _fetch(self, sql: str, params: list | None = None) -> Rows:
@@ -559,7 +583,8 @@ def shell_statements(root: str | Path) -> list[str]:
                 statements.append(view_sql(db.con, table, version) + ";")
         statements.append(db._table_rows_view() + ";")
         statements.append(db._lineage_view() + ";")
-        statements += [_frozen_table(db, name) for name in ("run_stages", "stage_commits", "random_weight_tables")]
+        statements += [f"CREATE OR REPLACE VIEW {name} AS {body};" for name, body in SHARED_TABLES.items()]
+        statements += [_frozen_table(db, name) for name in ("run_stages", "stage_commits", "random_weight_tables", "prices")]
         return statements
     finally:
         db.close()

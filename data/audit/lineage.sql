@@ -3,19 +3,19 @@
 -- requires:
 -- fail: rows_without_lineage > 0
 
--- [setup]
--- One pass over the lineage view; the summary and the metric read its per-table counts.
-CREATE OR REPLACE TEMP TABLE lineage_gaps AS
-SELECT "table", count(*) AS rows,
-       count(*) FILTER (WHERE coalesce(trim(agent), '') = '' OR coalesce(trim(model), '') = ''
-                        OR coalesce(trim(model_revision), '') = '' OR coalesce(trim(prompt_version), '') = '') AS without_lineage
-FROM lineage GROUP BY ALL;
-
 -- [summary]
-SELECT "table", rows, without_lineage FROM lineage_gaps ORDER BY "table";
+-- lineage_counts (rows and tokens per table, agent, model, model_revision, prompt_version): a helper
+-- table engine/audit.py builds once per audit
+SELECT "table", sum(rows) AS rows,
+       coalesce(sum(rows) FILTER (WHERE coalesce(trim(agent), '') = '' OR coalesce(trim(model), '') = ''
+                                  OR coalesce(trim(model_revision), '') = '' OR coalesce(trim(prompt_version), '') = ''), 0)
+           AS without_lineage
+FROM lineage_counts GROUP BY ALL ORDER BY "table";
 
 -- [metric]
-SELECT coalesce(sum(without_lineage), 0) AS rows_without_lineage FROM lineage_gaps;
+SELECT coalesce(sum(rows), 0) AS rows_without_lineage FROM lineage_counts
+WHERE coalesce(trim(agent), '') = '' OR coalesce(trim(model), '') = ''
+   OR coalesce(trim(model_revision), '') = '' OR coalesce(trim(prompt_version), '') = '';
 
 -- [examples]
 SELECT "table", row_id, agent, model, model_revision, prompt_version FROM lineage

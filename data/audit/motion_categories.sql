@@ -4,11 +4,11 @@
 -- warn: min_category_share < 0.1
 
 -- [setup]
+-- mcq_category_counts (category, questions, clips): a helper table engine/audit.py builds once per audit
 CREATE OR REPLACE TEMP TABLE motion_category_counts AS
 SELECT c.category, coalesce(m.questions, 0) AS questions, coalesce(m.clips, 0) AS clips
 FROM (VALUES ('MR'), ('LM'), ('CM'), ('MO'), ('AO'), ('RC')) c(category)
-LEFT JOIN (SELECT category, count(question_id) AS questions, count(DISTINCT clip_id) AS clips
-           FROM mcqs WHERE category IN ('MR', 'LM', 'CM', 'MO', 'AO', 'RC') GROUP BY ALL) m USING (category);
+LEFT JOIN mcq_category_counts m USING (category);
 
 -- [summary]
 SELECT category, questions, round(questions / greatest(1, sum(questions) OVER ()), 3) AS share, clips
