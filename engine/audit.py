@@ -245,12 +245,18 @@ class RunFacts:
 
     def random_weight_excuses(self) -> dict[str, str]:
         """Why a table may be empty, for tables whose every writer in this run has random weights."""
-        import yaml
-
-        reasons = yaml.safe_load(RANDOM_WEIGHTS_FILE.read_text()) if RANDOM_WEIGHTS_FILE.is_file() else {}
+        reasons = _load_yaml(RANDOM_WEIGHTS_FILE) if RANDOM_WEIGHTS_FILE.is_file() else {}
         tiny = set(self.random_weight_stages)
         return {table: str(reason) for table, reason in (reasons or {}).items()
                 if self.writers.get(table) and set(self.writers[table]) <= tiny}
+
+
+def _load_yaml(path: Path) -> Any:
+    """A small YAML file through libyaml's safe loader where PyYAML has it (the pure-Python one took
+    longer than the small checks of an audit)."""
+    import yaml
+
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def read_run_facts(root: Path) -> RunFacts:
@@ -405,9 +411,7 @@ class AuditDatabase:
         return "CREATE OR REPLACE VIEW lineage AS " + "\nUNION ALL ".join(parts)
 
     def _register_prices(self, path: Path) -> None:
-        import yaml
-
-        entries = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        entries = _load_yaml(path) if path.is_file() else {}
         prices = pa.table({
             "model": pa.array([str(m) for m in entries], pa.string()),
             "input_per_1m": pa.array([float(v.get("input", 0)) for v in entries.values()], pa.float64()),
