@@ -13,6 +13,7 @@ time, for its sampled frames alone. bench/ingest.py measures the ratio to a plai
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -174,13 +175,22 @@ def analyse_video(path: str, config: dict, start: float | None = None, end: floa
     if needed - frames.keys():
         frames |= _read_grey(path, needed - frames.keys())
     gap = max(1, round(cfg.filters.pair_gap_s * facts.fps)) / facts.fps
+    complete = {}
     for span, (pairs, hashed) in wanted.items():
         if any(i not in frames for pair in pairs for i in pair) or any(i not in frames for i in hashed):
             analysis.rejected.append((span, "truncated_video", f"frames of {span.start:.2f}-{span.end:.2f} s do not decode"))
-            continue
+        else:
+            complete[span] = (pairs, hashed)
+
+    def measure_clip(item) -> ClipMeasure:
+        span, (pairs, hashed) = item
         features = measure([(frames[a], frames[b]) for a, b in pairs], gap, cfg.filters)
         hashes = tuple(frame_hash(frames[i]) for i in hashed) if cfg.dedup.enabled else ()
-        analysis.measured.append(ClipMeasure(span, features, hashes))
+        return ClipMeasure(span, features, hashes)
+
+    # Two threads: the optical flow (OpenCV) and the hashes release the GIL, so clips overlap.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        analysis.measured.extend(pool.map(measure_clip, complete.items()))
     return analysis
 
 
