@@ -129,6 +129,25 @@ def test_camera_motion_is_estimated_only_for_clips_the_filters_keep(footage):
         assert (m.features.camera_motion is None) == (_shot_kind(plan, m.span) in dropped)
 
 
+def test_frames_past_the_store_limits_are_decoded_again_with_the_same_results(footage, monkeypatch):
+    from agents.curation import curate
+
+    folder, _ = footage
+    config = CurationConfig.model_validate(SMALL_OK).model_dump(mode="json")
+    stored = analyse_video(str(folder / "long.mp4"), config)
+
+    class SmallStore(curate.FrameStore):
+        def __init__(self):
+            super().__init__(limit=5, open_limit=10)
+
+    decoded_again: list[int] = []
+    read_grey = curate._read_grey
+    monkeypatch.setattr(curate, "FrameStore", SmallStore)
+    monkeypatch.setattr(curate, "_read_grey", lambda path, wanted: (decoded_again.append(len(wanted)), read_grey(path, wanted))[1])
+    small = analyse_video(str(folder / "long.mp4"), config)
+    assert decoded_again and small.measured == stored.measured and small.rejected == stored.rejected
+
+
 def test_duplicate_shot_is_removed_naming_the_copy_it_kept(footage, curated):
     _, plan = footage
     kept, rejections = drop_near_duplicates(curated[0], CurationConfig().dedup)

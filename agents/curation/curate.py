@@ -156,21 +156,17 @@ def analyse_video(path: str, config: dict, start: float | None = None, end: floa
     last = round(end * facts.fps) if end else None
     store = FrameStore()
     if cfg.split.enabled:
-        shots, _ = detect_shots(path, cfg.split, first, last, tap=store.add)
+        def close_shot(shot: Span) -> None:
+            store.close(_needed(_plan([shot], cfg)[1]), shot.end_frame)
+
+        shots, _ = detect_shots(path, cfg.split, first, last, tap=store.add, on_shot=close_shot)
     else:
         shots = [Span(first, last or facts.num_frames, facts.fps)]
     if not shots or shots[-1].end_frame - shots[0].start_frame < 2:
         raise VideoError("too_few_frames", f"fewer than 2 frames in {Path(path).name}")
     analysis = VideoAnalysis(facts)
-    wanted: dict[Span, tuple[list[tuple[int, int]], list[int]]] = {}
-    for span in cut_windows(shots, cfg.split.max_clip_seconds if cfg.split.enabled else None):
-        verdict = check_duration(span.duration, cfg.filters)
-        if verdict:
-            analysis.rejected.append((span, *verdict))
-        else:
-            pairs = sample_pairs(span.start_frame, span.end_frame, span.fps, cfg.filters)
-            wanted[span] = (pairs, hash_positions(span.start_frame, span.end_frame, cfg.dedup.hash_frames))
-    needed = {i for pairs, hashed in wanted.values() for pair in pairs for i in pair} | {i for _, h in wanted.values() for i in h}
+    analysis.rejected, wanted = _plan(shots, cfg)
+    needed = _needed(wanted)
     frames = store.take(needed)
     if needed - frames.keys():
         frames |= _read_grey(path, needed - frames.keys())
@@ -194,24 +190,55 @@ def analyse_video(path: str, config: dict, start: float | None = None, end: floa
     return analysis
 
 
-class FrameStore:
-    """Grey analysis frames of the frames decoded for shot detection, up to `limit` of them
-    (about 14 KB each at 160x90: the default holds ten minutes of 24 fps footage in ~200 MB)."""
+Wanted = dict[Span, tuple[list[tuple[int, int]], list[int]]]  # clip -> (frame pairs, hashed frames)
 
-    def __init__(self, limit: int = 14_400):
-        self.limit = limit
+
+def _plan(shots: list[Span], cfg: CurationConfig) -> tuple[list[tuple[Span, str, str]], Wanted]:
+    """The clips of the shots: those the duration filter drops, and the frames each other one samples."""
+    rejected, wanted = [], {}
+    for span in cut_windows(shots, cfg.split.max_clip_seconds if cfg.split.enabled else None):
+        verdict = check_duration(span.duration, cfg.filters)
+        if verdict:
+            rejected.append((span, *verdict))
+        else:
+            pairs = sample_pairs(span.start_frame, span.end_frame, span.fps, cfg.filters)
+            wanted[span] = (pairs, hash_positions(span.start_frame, span.end_frame, cfg.dedup.hash_frames))
+    return rejected, wanted
+
+
+def _needed(wanted: Wanted) -> set[int]:
+    return {i for pairs, hashed in wanted.values() for i in [*(j for pair in pairs for j in pair), *hashed]}
+
+
+class FrameStore:
+    """Grey frames decoded for shot detection. A frame of the shot still open is kept at detection
+    size (~37 KB at 256x144, up to `open_limit`); when a cut closes the shot, only the frames its
+    clips sample are scaled to analysis size (~14 KB at 160x90, up to `limit`) and the rest dropped:
+    scaling every frame cost more than the detector. A frame past a limit is decoded again later."""
+
+    def __init__(self, limit: int = 14_400, open_limit: int = 5_400):
+        self.limit, self.open_limit = limit, open_limit
+        self.open: dict[int, object] = {}
         self.frames: dict[int, object] = {}
 
     def add(self, index: int, bgr, rotation: int) -> None:
-        if len(self.frames) < self.limit:
+        if len(self.open) < self.open_limit:
             import cv2
 
             from agents.video import upright
 
-            self.frames[index] = shrink_grey(upright(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), rotation))
+            self.open[index] = upright(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), rotation)
+
+    def close(self, wanted: set[int], end: int) -> None:
+        """The shot before frame `end` is closed: keep the wanted of its frames, drop the others."""
+        for index in [i for i in self.open if i < end]:
+            grey = self.open.pop(index)
+            if index in wanted and len(self.frames) < self.limit:
+                self.frames[index] = shrink_grey(grey)
 
     def take(self, wanted: set[int]) -> dict[int, object]:
-        return {i: self.frames[i] for i in wanted if i in self.frames}
+        found = {i: self.frames[i] for i in wanted if i in self.frames}
+        return found | {i: shrink_grey(self.open[i]) for i in wanted if i in self.open and i not in found}
 
 
 def _read_grey(path: str, wanted: set[int]) -> dict[int, object]:

@@ -86,13 +86,15 @@ class ContentScore:
 
 
 def detect_shots(path: str | Path, config: SplitConfig, first: int = 0, last: int | None = None,
-                 tap: FrameTap | None = None) -> tuple[list[Span], int]:
+                 tap: FrameTap | None = None,
+                 on_shot: Callable[[Span], None] | None = None) -> tuple[list[Span], int]:
     """Shots of frames [first, last) (default: the whole video) and the number of frames read.
 
     PySceneDetect's cut logic is fed from our own PyAV loop (frames scaled by PyAV to
     `DETECT_WIDTH` in the same step as the colour conversion, in a thread of their own): its
     SceneManager's reader thread and per-frame bookkeeping cost half again as much as the detector.
-    `tap` sees every decoded frame, so the caller needs no second decode."""
+    `tap` sees every decoded frame, so the caller needs no second decode; `on_shot` sees each shot
+    as soon as a cut closes it (the last shot only in the result)."""
     import av
     from scenedetect import AdaptiveDetector
     from scenedetect.common import FrameTimecode
@@ -114,7 +116,11 @@ def detect_shots(path: str | Path, config: SplitConfig, first: int = 0, last: in
         for position, image, rotation in _decode_ahead(container, stream, first, last, size):
             if tap is not None:
                 tap(position, image, rotation)
-            cuts += [int(c.frame_num) for c in detector.process_frame(FrameTimecode(position, fps), image)]
+            for cut in detector.process_frame(FrameTimecode(position, fps), image):
+                cut = int(cut.frame_num)
+                if on_shot is not None and cut > max([first, *cuts]):
+                    on_shot(Span(max([first, *cuts]), cut, fps))
+                cuts.append(cut)
             end = position + 1
     if end > first:
         cuts += [int(c.frame_num) for c in detector.post_process(FrameTimecode(end - 1, fps))]
