@@ -4,10 +4,11 @@
 returns plain measurements. `Curator` runs it under the guard and turns measurements into kept
 clips and rejections; `drop_near_duplicates` then removes copies among the kept clips.
 
-Cost: the video is decoded once. PySceneDetect reads it for shot detection, and every frame it
-reads is also kept as a small grey analysis frame (`FrameStore`), from which the sampled frames
-are taken once the shots are known; only a shot longer than the store holds is decoded a second
-time, for its sampled frames alone. bench/ingest.py measures the ratio to a plain decode.
+Cost: the video is decoded once. Shot detection reads it (decoding and scaling in a thread ahead
+of the detector), and every frame it reads is kept in grey (`FrameStore`) until a cut closes its
+shot; then the frames the shot's clips sample are kept at analysis size and the rest dropped. Only
+frames past the store's limits (a very long shot) are decoded a second time, for the sampled
+frames alone. bench/ingest.py measures the ratio to a plain decode.
 """
 
 from __future__ import annotations
