@@ -8,6 +8,7 @@ recomputes exactly those and, through the fingerprint chain, their dependants.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from engine.store import DatasetStore, file_sha256, split_location
@@ -51,16 +52,24 @@ def verify(store: DatasetStore, checksums: bool = False) -> list[Problem]:
 
 
 def _check(store: DatasetStore, path: str, size: int | None, digest: str | None) -> str | None:
-    full = store.root / path
-    try:
-        actual = full.stat().st_size
-    except FileNotFoundError:
+    actual = store.storage.size(path)
+    if actual is None:
         return "missing"
     if size is not None and actual != size:
         return f"truncated ({actual} of {size} bytes)" if actual < size else f"of the wrong size ({actual}, not {size} bytes)"
-    if digest is not None and file_sha256(full) != digest:
+    if digest is not None and _sha256(store, path) != digest:
         return "altered (its SHA-256 differs from the commit record)"
     return None
+
+
+def _sha256(store: DatasetStore, path: str) -> str:
+    if not store.remote:
+        return file_sha256(store.root / path)
+    digest = hashlib.sha256()
+    with store.storage.open(path) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def repair(store: DatasetStore, problems: list[Problem]) -> int:
