@@ -562,6 +562,9 @@ class DatasetStore:
     # ----- small files -----
     def write_json(self, rel: str, payload: dict[str, Any]) -> None:
         """Durably and atomically (a rename locally, one PUT on a remote root)."""
+        if not self.remote:
+            write_json_durable(self.root / rel, payload)
+            return
         self.storage.write_bytes(rel, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
 
     def _read_json(self, rel: str) -> dict[str, Any] | None:
