@@ -46,8 +46,12 @@ def open_storage(address: str | Path) -> LocalStorage | FsspecStorage:
 def _filesystem(protocol: str):
     import fsspec
 
+    options = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if protocol in ("s3", "s3a") and endpoint:  # an S3-compatible store (MinIO, Ceph, a local test server)
+        options["endpoint_url"] = endpoint
     try:
-        return fsspec.filesystem(protocol)
+        return fsspec.filesystem(protocol, **options)
     except ImportError:
         package, extra = EXTRAS.get(protocol, (f"the fsspec implementation of {protocol}://", None))
         hint = f"pip install 'videodata-engine[{extra}]'" if extra else f"install {package}"

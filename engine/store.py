@@ -577,6 +577,23 @@ class DatasetStore:
         """A small JSON file of the dataset (`_state/...`); None when absent or unreadable."""
         return self._read_json(rel)
 
+    # ----- clip files of a remote root -----
+    def sync_media(self, clips: Iterable[Any], upload: bool) -> None:
+        """Remote root: a clip's file lives at `<root>/<video_path>` and is decoded from a copy in the
+        local work folder. upload=True publishes the copies a stage wrote (before its commit names
+        them); upload=False fetches the ones this machine lacks. A local root needs neither."""
+        if not self.remote:
+            return
+        for clip in clips:
+            rel = clip["video_path"] if isinstance(clip, dict) else clip.video_path
+            if not rel or Path(rel).is_absolute() or "://" in rel:
+                continue
+            local = self.root / rel
+            if upload and local.is_file() and self.storage.size(rel) != local.stat().st_size:
+                self.storage.upload(local, rel)
+            elif not upload and not local.is_file():
+                self.storage.download(rel, local)
+
     # ----- DuckDB -----
     def duckdb(self, database: str = ":memory:"):
         """A DuckDB connection with one view per table over its current version."""
