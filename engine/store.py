@@ -500,6 +500,7 @@ class DatasetStore:
         With skip_damaged, files whose size differs from their commit record are left out (the
         audit names them through engine/verify.py and checks the rest)."""
         version = TableVersion()
+        listed: dict[str, dict[str, int]] = {}
         live: dict[str, list[tuple[int, int]]] = {}
         claimed: set[str] = set()  # shard file names that belong to a commit record
         for stage, shards in self.state().items():
@@ -513,7 +514,7 @@ class DatasetStore:
                 path, span = split_location(location)
                 if span is None:
                     expected = record.get("sizes", {}).get(table) if skip_damaged else None
-                    size = self.storage.size(path)
+                    size = self.size_of(path, listed)
                     if size is not None and expected in (None, size):
                         version.files.append(self.url(path))
                 else:
@@ -521,7 +522,7 @@ class DatasetStore:
         for path, spans in sorted(live.items()):
             info = self.parts().get(path, {})
             absolute = self.url(path)
-            if skip_damaged and self.storage.size(path) != info.get("size"):
+            if skip_damaged and self.size_of(path, listed) != info.get("size"):
                 continue
             if sum(rows for _, rows in spans) == info.get("rows"):
                 version.files.append(absolute)
@@ -534,6 +535,16 @@ class DatasetStore:
                                  if not p.name.startswith("part-") and p.name not in claimed)
         version.files.sort()
         return version
+
+    def size_of(self, path: str, listed: dict[str, dict[str, int]]) -> int | None:
+        """A file's size: a stat locally; on a remote root from one listing of its folder (kept in
+        `listed`), not one request per file."""
+        if not self.remote:
+            return _size(self.root / path)
+        folder = path.rsplit("/", 1)[0]
+        if folder not in listed:
+            listed[folder] = {f"{folder}/{name}": size for name, size, _ in self.storage.list_files(folder)}
+        return listed[folder].get(path)
 
     def read_table(self, table: str) -> pa.Table:
         version = self.table_version(table)

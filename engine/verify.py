@@ -43,16 +43,18 @@ def verify(store: DatasetStore, checksums: bool = False) -> list[Problem]:
     for path, info in store.parts().items():
         expected[path] = (info.get("size"), info.get("sha256"))
     problems = []
+    listed: dict[str, dict[str, int]] = {}
     for path, owned in sorted(owners.items()):
         size, digest = expected.get(path, (None, None))
-        what = _check(store, path, size, digest if checksums else None)
+        what = _check(store, path, size, digest if checksums else None, listed)
         if what:
             problems.append(Problem(path, what, tuple(sorted(set(owned)))))
     return problems
 
 
-def _check(store: DatasetStore, path: str, size: int | None, digest: str | None) -> str | None:
-    actual = store.storage.size(path)
+def _check(store: DatasetStore, path: str, size: int | None, digest: str | None,
+           listed: dict[str, dict[str, int]]) -> str | None:
+    actual = store.size_of(path, listed)
     if actual is None:
         return "missing"
     if size is not None and actual != size:

@@ -12,9 +12,9 @@ from engine.lock import DatasetLocked, WriterLock
 from engine.run import main as cli
 from engine.storage import open_storage
 from engine.store import DatasetStore, StoreError
-from schemas import TABLES
+from engine.verify import verify
+from schemas import TABLES, CaptionRow
 
-pytestmark = pytest.mark.slow
 STAGES = "ingest,ground_truth,template_writer,analyzer"
 
 
@@ -53,6 +53,7 @@ def _run_all(dataset: str) -> dict[str, list[str]]:
     return {t: sorted(store.read_table(t).column(m.KEY).to_pylist()) for t, m in TABLES.items()}
 
 
+@pytest.mark.slow
 def test_build_compact_refresh_on_s3_match_a_local_disk(bucket, tmp_path, capsys):
     url = f"s3://{bucket}/datasets/demo"
     remote, local = _run_all(url), _run_all(str(tmp_path / "local"))
@@ -99,3 +100,39 @@ def test_a_missing_filesystem_package_is_named_with_its_extra(monkeypatch):
     monkeypatch.setattr(fsspec, "filesystem", missing)
     with pytest.raises(StoreError, match=r"needs s3fs, which is not installed: pip install 'videodata-engine\[s3\]'"):
         DatasetStore("s3://bucket/data")
+
+
+LINEAGE = dict(agent="t", model="m", model_revision="r", prompt_version="p")
+
+
+def _captions(shard: str, text: str = "x") -> dict:
+    return {"captions": [CaptionRow(caption_id=f"caption-{shard}-{i}", clip_id=f"clip-{shard}-0000", kind="motion",
+                                    text=f"{text}{i}", source="t", **LINEAGE) for i in range(3)]}
+
+
+def test_remote_files_are_invisible_until_their_commit_record_and_leftovers_are_swept():
+    url = f"memory://vde-{uuid.uuid4().hex[:8]}/data"
+    store = DatasetStore(url, recover=True)
+    store.commit(store.stage_shard("annotator", "s1", _captions("a")), {"fingerprint": "f"})
+    crashed = store.stage_shard("annotator", "s2", _captions("b"))  # the writer dies before the record
+    assert DatasetStore(url).read_table("captions").num_rows == 3  # staged files are not part of the table
+    store.commit(store.stage_shard("annotator", "s1", _captions("a", "new")), {"fingerprint": "g"})  # a refresh
+    reader = DatasetStore(url)
+    assert sorted(reader.read_table("captions").column("text").to_pylist()) == ["new0", "new1", "new2"]
+    assert len(store.storage.list("captions")) == 3  # the replaced file and the uncommitted one remain
+    assert store._sweep_orphans(min_age_s=3600) == 0  # young leftovers stay: a reader may still use them
+    assert store._sweep_orphans(min_age_s=0) == 2
+    assert store.storage.list("captions") == [store.read_commit("annotator", "s1")["files"]["captions"].split("/")[1]]
+    assert crashed.files["captions"] not in store.storage.list("captions")
+    assert verify(DatasetStore(url), checksums=True) == []
+
+
+def test_verify_names_a_damaged_remote_file():
+    url = f"memory://vde-{uuid.uuid4().hex[:8]}/data"
+    store = DatasetStore(url, recover=True)
+    store.commit(store.stage_shard("annotator", "s1", _captions("a")), {"fingerprint": "f"})
+    path = store.read_commit("annotator", "s1")["files"]["captions"]
+    store.storage.write_bytes(path, store.storage.read_bytes(path)[:-10])
+    problems = verify(DatasetStore(url))
+    assert [(p.path, p.shards) for p in problems] == [(path, (("annotator", "s1"),))]
+    assert problems[0].what.startswith("truncated")
