@@ -4,7 +4,11 @@ counts as the same commands on a local disk; the audit, SQL and an export read t
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +82,29 @@ def test_build_compact_refresh_on_s3_match_a_local_disk(bucket, tmp_path, capsys
     assert cli(["export", "--dataset", url, "--format", "motionbench", "--to", str(out), "--media", "copy"]) == 0
     lines = (out / "video_info.meta.jsonl").read_text().splitlines()
     assert lines and all((out / json.loads(line)["video_path"]).is_file() for line in lines)
+
+
+@pytest.mark.slow
+def test_kill_9_on_s3_then_resume_gives_the_rows_of_an_uninterrupted_local_run(bucket, tmp_path):
+    """The driver dies (SIGKILL) right after its 3rd commit, leaving its lock object and maybe files
+    of shards in flight; the same command resumes (the dead holder is on this host) and finishes."""
+    build = ["build-motionvid-qa", "--source", "virtual:4", "--executor", "local", "--shard-size", "1",
+             "--stages", "ingest,ground_truth,template_writer"]
+    url = f"s3://{bucket}/resumed"
+    env = {**os.environ, "VDE_CRASH_AFTER_COMMITS": "3"}
+    crashed = subprocess.run([sys.executable, "-m", "engine.run", *build, "--dataset", url], env=env,
+                             cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    assert open_storage(url).is_file("_lock")  # a SIGKILL releases nothing on S3
+    assert len(DatasetStore(url, create=False).commits("ingest")) < 4
+    assert cli([*build, "--dataset", url]) == 0
+    assert cli([*build, "--dataset", str(tmp_path / "local")]) == 0
+    ids = {}
+    for root in (url, str(tmp_path / "local")):
+        store = DatasetStore(root, create=False)
+        ids[root] = {t: sorted(store.read_table(t).column(m.KEY).to_pylist()) for t, m in TABLES.items()}
+    assert ids[url] == ids[str(tmp_path / "local")] and len(ids[url]["clips"]) == 4
+    assert not open_storage(url).is_file("_lock")
 
 
 def test_the_remote_writer_lock_is_one_object_created_only_if_absent(bucket):
