@@ -1,6 +1,6 @@
 """Remote dataset roots (engine/storage.py): a build, a compaction and a refresh against an
 S3-compatible server on loopback (moto's server mode, started here) give the same row ids and row
-counts as the same commands on a local disk; the audit, SQL and an export read the remote root."""
+counts as the same commands on a local disk; the audit, SQL, an export and the report read it."""
 
 import json
 import logging
@@ -82,6 +82,10 @@ def test_build_compact_refresh_on_s3_match_a_local_disk(bucket, tmp_path, capsys
     assert cli(["export", "--dataset", url, "--format", "motionbench", "--to", str(out), "--media", "copy"]) == 0
     lines = (out / "video_info.meta.jsonl").read_text().splitlines()
     assert lines and all((out / json.loads(line)["video_path"]).is_file() for line in lines)
+
+    assert cli(["report", "--dataset", url, "--to", str(tmp_path / "report")]) == 0
+    assert url in (tmp_path / "report" / "index.html").read_text()
+    assert len(list((tmp_path / "report" / "previews").glob("*.webp"))) == len(remote["clips"])
 
 
 @pytest.mark.slow
