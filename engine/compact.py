@@ -16,8 +16,8 @@ file gone re-reads the version and retries).
 
 On a remote root (engine/storage.py) nothing is renamed: the parts are uploaded under their unique
 names, then the new index is written with one PUT (the commit point), then the loose records it
-holds are deleted. Replaced files stay where they are, named by no record, until a later writer's
-sweep deletes them after `retention_s`; a crash before the index leaves parts nobody names, swept the same way.
+holds are deleted. Replaced files stay where they are, named by no record, until a writer's sweep
+deletes them `retention_s` after a sweep first found them unnamed; a crash before the index leaves parts nobody names, swept the same way.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ A root may also be an object store or another fsspec filesystem (`s3://bucket/pr
 engine/storage.py). There nothing is renamed: a shard's files are written straight into their table
 folders under unique names (`<stage>-<shard_id>.<txn>.parquet`), invisible until the commit record
 that names them is written (one PUT, atomic); files a newer commit or a crash left unnamed are
-deleted by the next writer once older than `ORPHAN_AGE_S`. The index is written with one PUT too.
+deleted by a later writer `ORPHAN_AGE_S` after one first found them unnamed. The index is written with one PUT too.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ TRASH = "_trash"
 INDEX_FILE = "index.parquet"
 RUN_FILE = "run.json"
 MANIFEST = "MANIFEST.json"
-ORPHAN_AGE_S = 600.0  # a remote root's uncommitted or replaced shard files older than this are deleted
+ORPHAN_AGE_S = 600.0  # a remote root's unnamed table files are deleted this long after first found
+UNNAMED = f"{TRASH}/unnamed.json"
 
 __all__ = ["StoreError"]
 
@@ -295,18 +296,27 @@ class DatasetStore:
         return finished
 
     def _sweep_orphans(self, min_age_s: float = ORPHAN_AGE_S) -> int:
-        """Remote root: delete shard files no commit record names (a crash before the record, or a
-        commit replaced since), once older than `min_age_s`. Only the writer calls this."""
+        """Remote root: delete table files no commit record or part names (a crash before the record,
+        a commit or a compaction that replaced them), `min_age_s` after a sweep first found them
+        unnamed (`_trash/unnamed.json`), so a reader that listed them a moment ago can finish.
+        Only the writer calls this."""
         named = {path for shards in self.state().values() for record in shards.values()
                  for path in (split_location(loc)[0] for loc in record.get("files", {}).values() if loc)}
         named |= set(self.parts())
-        gone = 0
+        seen = (self._read_json(UNNAMED) or {}).get("first_seen", {})
+        now, gone, waiting = time.time(), 0, {}
         for table in TABLES:
-            for name, _, modified in self.storage.list_files(table, ".parquet"):
+            for name, _, _ in self.storage.list_files(table, ".parquet"):
                 rel = f"{table}/{name}"
-                if rel not in named and time.time() - modified >= min_age_s:
+                if rel in named:
+                    continue
+                if now - seen.get(rel, now) >= min_age_s:
                     self.storage.delete(rel)
                     gone += 1
+                else:
+                    waiting[rel] = seen.get(rel, now)
+        if waiting or seen:
+            self.write_json(UNNAMED, {"first_seen": waiting})
         return gone
 
     def remove_shard(self, stage: str, shard_id: str, tables: Iterable[str]) -> None:

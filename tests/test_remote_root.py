@@ -49,7 +49,7 @@ def bucket(s3_server, monkeypatch):
 def _run_all(dataset: str) -> dict[str, list[str]]:
     """Build, compact, refresh (a changed stage config), as a user would type them."""
     build = ["build-motionvid-qa", "--dataset", dataset, "--source", "virtual:4", "--executor", "local",
-             "--shard-size", "1", "--stages", STAGES]
+             "--shard-size", "2", "--stages", STAGES]
     assert cli(build) == 0
     assert cli(["compact", "--dataset", dataset]) == 0
     assert cli([*build, "--set", "template_writer.seed=1"]) == 0
@@ -151,7 +151,8 @@ def test_remote_files_are_invisible_until_their_commit_record_and_leftovers_are_
     reader = DatasetStore(url)
     assert sorted(reader.read_table("captions").column("text").to_pylist()) == ["new0", "new1", "new2"]
     assert len(store.storage.list("captions")) == 3  # the replaced file and the uncommitted one remain
-    assert store._sweep_orphans(min_age_s=3600) == 0  # young leftovers stay: a reader may still use them
+    assert store._sweep_orphans(min_age_s=3600) == 0  # leftovers wait: a reader may still be using them
+    assert len(store.read_json("_trash/unnamed.json")["first_seen"]) == 2
     assert store._sweep_orphans(min_age_s=0) == 2
     assert store.storage.list("captions") == [store.read_commit("annotator", "s1")["files"]["captions"].split("/")[1]]
     assert crashed.files["captions"] not in store.storage.list("captions")
