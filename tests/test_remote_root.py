@@ -168,3 +168,15 @@ def test_verify_names_a_damaged_remote_file():
     problems = verify(DatasetStore(url))
     assert [(p.path, p.shards) for p in problems] == [(path, (("annotator", "s1"),))]
     assert problems[0].what.startswith("truncated")
+
+
+def test_a_file_url_is_a_local_root(tmp_path, capsys):
+    store = DatasetStore(tmp_path / "ds", recover=True)
+    store.commit(store.stage_shard("annotator", "s1", _captions("a")), {"fingerprint": "f"})
+    url = f"file://{tmp_path / 'ds'}"
+    assert not DatasetStore(url).remote and DatasetStore(url).read_table("captions").num_rows == 3
+    assert cli(["compact", "--dataset", url]) == 0
+    capsys.readouterr()
+    assert cli(["audit", "--dataset", url, "--sql", "SELECT count(*) AS n FROM captions", "--json"]) == 0
+    assert '"n": 3' in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "ds" / "captions").iterdir()][0].startswith("part-")
