@@ -180,3 +180,17 @@ def test_a_file_url_is_a_local_root(tmp_path, capsys):
     assert cli(["audit", "--dataset", url, "--sql", "SELECT count(*) AS n FROM captions", "--json"]) == 0
     assert '"n": 3' in capsys.readouterr().out
     assert [p.name for p in (tmp_path / "ds" / "captions").iterdir()][0].startswith("part-")
+
+
+def test_dedup_apply_on_a_remote_root_prunes_and_the_exclusions_live_there():
+    from agents.curation.dedup import Duplicate
+    from engine import dedup
+
+    url = f"memory://vde-{uuid.uuid4().hex[:8]}/data"
+    store = DatasetStore(url, recover=True)
+    for shard in ("a", "b"):
+        store.commit(store.stage_shard("annotator", shard, _captions(shard)), {"fingerprint": "f"})
+    assert dedup.apply(store, [Duplicate("clip-a-0000", "clip-b-0000", 1.0)]) == {"captions": 3}
+    reader = DatasetStore(url)
+    assert set(reader.read_table("captions").column("clip_id").to_pylist()) == {"clip-b-0000"}
+    assert dedup.excluded_clips(reader) == {"clip-a-0000"}  # read from the root, not a local folder
