@@ -205,7 +205,7 @@ class DatasetStore:
 
     def discard(self, staged: StagedShard) -> None:
         """Drop a staged shard that will not be committed (the driver asks for it again)."""
-        if staged.remote:
+        if self.remote:
             for rel in staged.files.values():
                 self.storage.delete(rel)
             return
@@ -213,7 +213,7 @@ class DatasetStore:
 
     def commit(self, staged: StagedShard, record: dict[str, Any]) -> dict[str, Any]:
         """Make a staged shard visible: manifest, renames, commit record. Idempotent."""
-        if staged.remote:
+        if self.remote:
             return self._commit_remote(staged, record)
         name = shard_file_name(staged.stage, staged.shard_id)
         moves = [(src, str(self.table_dir(t) / name)) for t, src in staged.files.items()]
@@ -685,8 +685,7 @@ def _read_remote_location(storage: Any, location: str, table: str | None,
             whole = part.read(columns=columns)
         if schema is None or whole.schema.equals(schema, check_metadata=False):
             return whole
-        return whole.select(schema.names).cast(schema) if set(schema.names) <= set(whole.schema.names) \
-            else pq.read_table(storage.url(path), schema=schema, filesystem=storage.filesystem())
+        return pq.read_table(storage.url(path), schema=schema, filesystem=storage.filesystem())  # an older schema
     except FileNotFoundError:
         return None
     except (OSError, pa.ArrowException) as err:
