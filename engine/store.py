@@ -135,8 +135,8 @@ class DatasetStore:
     def _open_remote(self, create: bool) -> None:
         try:
             found = self.storage.exists()
-        except OSError as err:
-            raise StoreError(f"the dataset root {self.address} cannot be reached ({_first_line(err)})") from None
+        except Exception as err:  # noqa: BLE001 - no credentials, no endpoint, no bucket: one sentence
+            raise StoreError(f"the dataset root {self.address} cannot be reached: {_first_line(err)}") from None
         if not found and not create:
             raise StoreError(f"no dataset at {self.address}")
         if found and self.storage.is_file(""):

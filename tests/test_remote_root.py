@@ -194,3 +194,18 @@ def test_dedup_apply_on_a_remote_root_prunes_and_the_exclusions_live_there():
     reader = DatasetStore(url)
     assert set(reader.read_table("captions").column("clip_id").to_pylist()) == {"clip-b-0000"}
     assert dedup.excluded_clips(reader) == {"clip-a-0000"}  # read from the root, not a local folder
+
+
+def test_an_unreachable_remote_root_is_one_sentence(monkeypatch, capsys):
+    import socket
+
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    for key, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_MAX_ATTEMPTS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    assert cli(["audit", "--dataset", "s3://nowhere/data"]) != 0
+    err = capsys.readouterr().err
+    assert "s3://nowhere/data cannot be reached: Could not connect" in err and "Traceback" not in err
