@@ -209,3 +209,16 @@ def test_an_unreachable_remote_root_is_one_sentence(monkeypatch, capsys):
     assert cli(["audit", "--dataset", "s3://nowhere/data"]) != 0
     err = capsys.readouterr().err
     assert "s3://nowhere/data cannot be reached: Could not connect" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_recompute_on_a_remote_root_clears_it_first():
+    url = f"memory://vde-{uuid.uuid4().hex[:8]}/data"
+    build = ["build-motionvid-qa", "--dataset", url, "--executor", "local", "--shard-size", "1",
+             "--stages", "ingest,ground_truth,template_writer"]
+    assert cli([*build, "--source", "virtual:2"]) == 0
+    assert cli([*build, "--source", "virtual:3:7"]) != 0  # another source is refused...
+    assert cli([*build, "--source", "virtual:3:7", "--recompute"]) == 0  # ...unless rebuilt from scratch
+    store = DatasetStore(url, create=False)
+    assert store.read_table("clips").num_rows == 3
+    assert len(store.storage.list("clips")) == len(store.commits("ingest")) == 3  # no file of the first build left
