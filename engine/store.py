@@ -29,7 +29,8 @@ A root may also be an object store or another fsspec filesystem (`s3://bucket/pr
 engine/storage.py). There nothing is renamed: a shard's files are written straight into their table
 folders under unique names (`<stage>-<shard_id>.<txn>.parquet`), invisible until the commit record
 that names them is written (one PUT, atomic); files a newer commit or a crash left unnamed are
-deleted by a later writer `ORPHAN_AGE_S` after one first found them unnamed. The index is written with one PUT too.
+deleted by a later writer `ORPHAN_AGE_S` after one first found them unnamed. The index is written
+with one PUT too.
 """
 
 from __future__ import annotations
@@ -59,8 +60,6 @@ RUN_FILE = "run.json"
 MANIFEST = "MANIFEST.json"
 ORPHAN_AGE_S = 600.0  # a remote root's unnamed table files are deleted this long after first found
 UNNAMED = f"{TRASH}/unnamed.json"
-
-__all__ = ["StoreError"]
 
 
 class CorruptDataset(StoreError):
