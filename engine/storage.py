@@ -22,9 +22,9 @@ from typing import Any
 
 from engine.errors import UserError
 
-# protocol -> (the package that implements it, the extra that installs it)
-EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
-          "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"), "abfss": ("adlfs", "azure")}
+# protocol -> (the package that implements it, the extra of pyproject.toml that installs it, if any)
+EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", None), "gcs": ("gcsfs", None),
+          "az": ("adlfs", None), "abfs": ("adlfs", None), "abfss": ("adlfs", None)}
 
 
 def is_remote(address: str | Path) -> bool:
