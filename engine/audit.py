@@ -40,7 +40,6 @@ lineage) the lineage and token-cost checks with one pass over the `lineage` view
 
 from __future__ import annotations
 
-import json
 import operator
 import os
 import re
@@ -54,6 +53,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import UserError
+from engine.storage import is_remote
 from engine.store import DatasetStore, TableVersion, view_sql
 from schemas import TABLES
 
@@ -225,9 +225,12 @@ def worst(statuses: list[str]) -> str:
 
 
 # ----- the dataset as DuckDB views -----
-def table_names(root: Path) -> list[str]:
+def table_names(root: str | Path) -> list[str]:
     """The registry's tables, then any other table folder on disk (tables added by newer code)."""
     names = list(TABLES)
+    if is_remote(root):  # a remote root holds the registry's tables only
+        return names
+    root = Path(root)
     if root.is_dir():
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
             if folder.name not in names and any(folder.glob("*.parquet")) and folder.name.isidentifier():
@@ -263,12 +266,11 @@ def _load_yaml(path: Path) -> Any:
     return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
-def read_run_facts(root: Path) -> RunFacts:
+def read_run_facts(root: str | Path) -> RunFacts:
     facts = RunFacts(commits=_commit_records(root))
-    path = root / "run.json"
     try:
-        run = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+        run = DatasetStore(root, create=False).read_run_config() or {}
+    except (OSError, ValueError, UserError):
         run = {}
     stages = run.get("stages") or {}
     for stage in stages:
@@ -297,13 +299,13 @@ def _names_tiny_model(config: Any) -> bool:
     return isinstance(config, str) and config.startswith("tiny:")
 
 
-def _commit_records(root: Path) -> list[dict[str, Any]]:
+def _commit_records(root: str | Path) -> list[dict[str, Any]]:
     """Every current commit record (the index and the loose records since its last fold)."""
     state = DatasetStore(root, create=False).state()
     return [r for shards in state.values() for r in shards.values() if not r.get("removed")]
 
 
-def snapshot(root: Path, skip: frozenset[str] = frozenset()) -> dict[str, TableVersion]:
+def snapshot(root: str | Path, skip: frozenset[str] = frozenset()) -> dict[str, TableVersion]:
     """The current version of every table: files named by the commit records (extra folders: a glob)."""
     store = DatasetStore(root, create=False)
     versions = {t: store.table_version(t, skip_damaged=True) for t in TABLES}  # damaged files: named by verify
@@ -312,7 +314,7 @@ def snapshot(root: Path, skip: frozenset[str] = frozenset()) -> dict[str, TableV
         version.partial = {f: r for f, r in version.partial.items() if f not in skip}
     for table in table_names(root):
         if table not in versions:
-            versions[table] = TableVersion(files=sorted(str(p) for p in (root / table).glob("*.parquet")))
+            versions[table] = TableVersion(files=sorted(str(p) for p in (Path(root) / table).glob("*.parquet")))
     return versions
 
 
@@ -322,17 +324,25 @@ class AuditDatabase:
     def __init__(self, root: str | Path, prices: Path = PRICES_FILE, skip: frozenset[str] = frozenset()):
         import duckdb
 
-        self.root = Path(root)
-        if not self.root.exists():
-            raise UserError(f"no dataset at {self.root}")
-        if not self.root.is_dir():
-            raise UserError(f"dataset path {self.root} is a file, not a directory")
+        self.address = str(root)
+        self.remote = is_remote(root)
+        if self.remote:  # shard files there have unique names and are never rewritten: nothing to pin
+            store = DatasetStore(root, create=False)
+            self.root = store.root
+        else:
+            self.root = Path(root)
+            if not self.root.exists():
+                raise UserError(f"no dataset at {self.root}")
+            if not self.root.is_dir():
+                raise UserError(f"dataset path {self.root} is a file, not a directory")
         self.con = duckdb.connect()
+        if self.remote:
+            store.register(self.con)
         # A rerun replaces a shard under the same name; a path-keyed block cache could mix old and new.
         self.con.execute("SET enable_external_file_cache = false")
         self.con.create_function("mask_area", _mask_area_arrow, [_RLE_TYPE], "BIGINT", type="arrow")
         self._register_prices(prices)
-        self.run = read_run_facts(self.root)
+        self.run = read_run_facts(self.address)
         self._register_run(self.run)
         self.files: dict[str, list[str]] = {}
         self.versions: dict[str, TableVersion] = {}
@@ -342,7 +352,8 @@ class AuditDatabase:
 
     def refresh(self) -> None:
         """Re-read the tables' versions and rebuild every view."""
-        self.versions = self._pin(snapshot(self.root, self.skip))
+        versions = snapshot(self.address, self.skip)
+        self.versions = versions if self.remote else self._pin(versions)
         self.files = {t: v.files + list(v.partial) for t, v in self.versions.items()}
         for table, version in self.versions.items():
             self.con.execute(view_sql(self.con, table, version))
@@ -584,7 +595,7 @@ def shell_statements(root: str | Path) -> list[str]:
     db = AuditDatabase(root)
     try:
         statements = []
-        for table, version in snapshot(Path(root)).items():  # the real paths: the shell outlives this audit
+        for table, version in snapshot(root).items():  # the real paths: the shell outlives this audit
             if version.empty:
                 statements.append(_empty_view(db, table))
             else:

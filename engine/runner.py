@@ -46,9 +46,9 @@ class ShardResult:
     seconds: float
 
 
-def load_batch(root: Path, task: ShardTask, stage: Stage) -> Batch:
+def load_batch(root: Path, task: ShardTask, stage: Stage, storage: Any = None) -> Batch:
     """The stage's declared tables for this shard, and nothing else: reading any other table
-    from the batch raises UndeclaredTable."""
+    from the batch raises UndeclaredTable. `storage` reads a remote root (engine/storage.py)."""
     declared = stage.inputs()
     tables: dict[str, list[Any]] = {table: [] for table in declared}
     for table, locations in task.inputs.items():
@@ -57,7 +57,7 @@ def load_batch(root: Path, task: ShardTask, stage: Stage) -> Batch:
         model = row_model(table)
         rows: list[Any] = []
         for location in locations:  # a shard file, or a row group of a compacted part
-            arrow = read_location(root, location, table)
+            arrow = read_location(storage or root, location, table)
             if arrow is not None:
                 rows.extend(model.model_validate(r) for r in arrow.to_pylist())
         tables[table] = rows
@@ -66,7 +66,8 @@ def load_batch(root: Path, task: ShardTask, stage: Stage) -> Batch:
 
 def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
     started = time.perf_counter()
-    batch = load_batch(store.root, task, stage)
+    batch = load_batch(store.root, task, stage, store.storage)
+    store.sync_media(batch.tables.get("clips", []), upload=False)
     excluded = task.excluded
     batch.tables = {t: _without(rows, excluded) for t, rows in batch.tables.items()}
     # A shard that ingest left empty has nothing for a later stage: its model is never loaded for it.
@@ -82,6 +83,7 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
         tables["clips"] = _drop_owned_elsewhere(stage.name, tables["clips"], task.owned_elsewhere, rejections)
     tables["rejections"] = _without(_dedupe(rejections), excluded)
     clip_ids = sorted({r.clip_id for r in tables.get("clips", [])}) or [c for c in task.clip_ids if c not in excluded]
+    store.sync_media(tables.get("clips", []), upload=True)  # the clip files first, then the rows naming them
     staged = store.stage_shard(stage.name, task.shard_id, tables)
     return ShardResult(
         task=task,
