@@ -31,11 +31,15 @@ tables it writes. A check whose required table is empty is "n/a" only where no s
 was meant to fill that table; otherwise it fails, saying which stage left it empty. Views
 `run_stages` (stage, table) and `stage_commits` (stage, shard_id, clips) let checks compare what
 ran with what landed.
+
+Counts that several checks read are helper tables (`SHARED_TABLES`), built once per snapshot when
+a statement first names them: `mcq_category_counts` (category, questions, clips) serves the two
+category checks with one pass over the MCQs, `lineage_counts` (rows and tokens per table and
+lineage) the lineage and token-cost checks with one pass over the `lineage` view.
 """
 
 from __future__ import annotations
 
-import json
 import operator
 import os
 import re
@@ -49,6 +53,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import UserError
+from engine.storage import is_remote
 from engine.store import DatasetStore, TableVersion, view_sql
 from schemas import TABLES
 
@@ -64,6 +69,17 @@ _THRESHOLD = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+(?:
 _HEADER = re.compile(r"^--\s*(check|measures|requires|needs|warn|fail|random weights)\s*:\s*(.*)$")
 _SECTION = re.compile(r"^--\s*\[(setup|summary|metric|examples)\]\s*$")
 _RLE_TYPE = "STRUCT(size INTEGER[], counts VARCHAR)"
+# Helper tables several checks read: each is built once per snapshot, when a statement first names it.
+SHARED_TABLES = {
+    # Distinct clips counted by 64-bit hash (a third less work than by the id strings; two of a
+    # million clip ids share a hash with odds of about 3 in 10^8).
+    "mcq_category_counts": "SELECT category, count(*) AS questions, "
+                           "count(DISTINCT hash(clip_id)) FILTER (WHERE clip_id IS NOT NULL) AS clips "
+                           "FROM mcqs GROUP BY ALL",
+    "lineage_counts": 'SELECT "table", agent, model, model_revision, prompt_version, count(*) AS rows, '
+                      "sum(coalesce(prompt_tokens, 0)) AS prompt_tokens, "
+                      "sum(coalesce(completion_tokens, 0)) AS completion_tokens FROM lineage GROUP BY ALL",
+}
 
 
 @dataclass(frozen=True)
@@ -209,9 +225,12 @@ def worst(statuses: list[str]) -> str:
 
 
 # ----- the dataset as DuckDB views -----
-def table_names(root: Path) -> list[str]:
+def table_names(root: str | Path) -> list[str]:
     """The registry's tables, then any other table folder on disk (tables added by newer code)."""
     names = list(TABLES)
+    if is_remote(root):  # a remote root holds the registry's tables only
+        return names
+    root = Path(root)
     if root.is_dir():
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
             if folder.name not in names and any(folder.glob("*.parquet")) and folder.name.isidentifier():
@@ -233,20 +252,25 @@ class RunFacts:
 
     def random_weight_excuses(self) -> dict[str, str]:
         """Why a table may be empty, for tables whose every writer in this run has random weights."""
-        import yaml
-
-        reasons = yaml.safe_load(RANDOM_WEIGHTS_FILE.read_text()) if RANDOM_WEIGHTS_FILE.is_file() else {}
+        reasons = _load_yaml(RANDOM_WEIGHTS_FILE) if RANDOM_WEIGHTS_FILE.is_file() else {}
         tiny = set(self.random_weight_stages)
         return {table: str(reason) for table, reason in (reasons or {}).items()
                 if self.writers.get(table) and set(self.writers[table]) <= tiny}
 
 
-def read_run_facts(root: Path) -> RunFacts:
+def _load_yaml(path: Path) -> Any:
+    """A small YAML file through libyaml's safe loader where PyYAML has it (the pure-Python one took
+    longer than the small checks of an audit)."""
+    import yaml
+
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def read_run_facts(root: str | Path) -> RunFacts:
     facts = RunFacts(commits=_commit_records(root))
-    path = root / "run.json"
     try:
-        run = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+        run = DatasetStore(root, create=False).read_run_config() or {}
+    except (OSError, ValueError, UserError):
         run = {}
     stages = run.get("stages") or {}
     for stage in stages:
@@ -275,13 +299,13 @@ def _names_tiny_model(config: Any) -> bool:
     return isinstance(config, str) and config.startswith("tiny:")
 
 
-def _commit_records(root: Path) -> list[dict[str, Any]]:
+def _commit_records(root: str | Path) -> list[dict[str, Any]]:
     """Every current commit record (the index and the loose records since its last fold)."""
     state = DatasetStore(root, create=False).state()
     return [r for shards in state.values() for r in shards.values() if not r.get("removed")]
 
 
-def snapshot(root: Path, skip: frozenset[str] = frozenset()) -> dict[str, TableVersion]:
+def snapshot(root: str | Path, skip: frozenset[str] = frozenset()) -> dict[str, TableVersion]:
     """The current version of every table: files named by the commit records (extra folders: a glob)."""
     store = DatasetStore(root, create=False)
     versions = {t: store.table_version(t, skip_damaged=True) for t in TABLES}  # damaged files: named by verify
@@ -290,7 +314,7 @@ def snapshot(root: Path, skip: frozenset[str] = frozenset()) -> dict[str, TableV
         version.partial = {f: r for f, r in version.partial.items() if f not in skip}
     for table in table_names(root):
         if table not in versions:
-            versions[table] = TableVersion(files=sorted(str(p) for p in (root / table).glob("*.parquet")))
+            versions[table] = TableVersion(files=sorted(str(p) for p in (Path(root) / table).glob("*.parquet")))
     return versions
 
 
@@ -300,17 +324,25 @@ class AuditDatabase:
     def __init__(self, root: str | Path, prices: Path = PRICES_FILE, skip: frozenset[str] = frozenset()):
         import duckdb
 
-        self.root = Path(root)
-        if not self.root.exists():
-            raise UserError(f"no dataset at {self.root}")
-        if not self.root.is_dir():
-            raise UserError(f"dataset path {self.root} is a file, not a directory")
+        self.address = str(root)
+        self.remote = is_remote(root)
+        if self.remote:  # shard files there have unique names and are never rewritten: nothing to pin
+            store = DatasetStore(root, create=False)
+            self.root = store.root
+        else:
+            self.root = Path(root)
+            if not self.root.exists():
+                raise UserError(f"no dataset at {self.root}")
+            if not self.root.is_dir():
+                raise UserError(f"dataset path {self.root} is a file, not a directory")
         self.con = duckdb.connect()
+        if self.remote:
+            store.register(self.con)
         # A rerun replaces a shard under the same name; a path-keyed block cache could mix old and new.
         self.con.execute("SET enable_external_file_cache = false")
         self.con.create_function("mask_area", _mask_area_arrow, [_RLE_TYPE], "BIGINT", type="arrow")
         self._register_prices(prices)
-        self.run = read_run_facts(self.root)
+        self.run = read_run_facts(self.address)
         self._register_run(self.run)
         self.files: dict[str, list[str]] = {}
         self.versions: dict[str, TableVersion] = {}
@@ -320,7 +352,8 @@ class AuditDatabase:
 
     def refresh(self) -> None:
         """Re-read the tables' versions and rebuild every view."""
-        self.versions = self._pin(snapshot(self.root, self.skip))
+        versions = snapshot(self.address, self.skip)
+        self.versions = versions if self.remote else self._pin(versions)
         self.files = {t: v.files + list(v.partial) for t, v in self.versions.items()}
         for table, version in self.versions.items():
             self.con.execute(view_sql(self.con, table, version))
@@ -331,6 +364,16 @@ class AuditDatabase:
         self.con.execute(self._table_rows_view().replace("CREATE OR REPLACE VIEW table_rows AS",
                                                          "CREATE TEMP TABLE table_rows AS", 1))
         self.con.execute(self._lineage_view())
+        for name in SHARED_TABLES:
+            self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        self._shared_built: set[str] = set()
+
+    def _build_shared(self, sql: str) -> None:
+        """Build the helper tables the statement names that this snapshot has not built yet."""
+        for name, body in SHARED_TABLES.items():
+            if name not in self._shared_built and re.search(rf"\b{name}\b", sql):
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {body}")
+                self._shared_built.add(name)
 
     def _pin(self, versions: dict[str, TableVersion]) -> dict[str, TableVersion]:
         """Hard-link the version's shard files so a concurrent rewrite cannot change them under a query."""
@@ -383,9 +426,7 @@ class AuditDatabase:
         return "CREATE OR REPLACE VIEW lineage AS " + "\nUNION ALL ".join(parts)
 
     def _register_prices(self, path: Path) -> None:
-        import yaml
-
-        entries = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        entries = _load_yaml(path) if path.is_file() else {}
         prices = pa.table({
             "model": pa.array([str(m) for m in entries], pa.string()),
             "input_per_1m": pa.array([float(v.get("input", 0)) for v in entries.values()], pa.float64()),
@@ -418,9 +459,11 @@ class AuditDatabase:
         import duckdb
 
         try:
+            self._build_shared(sql)
             return self._fetch(sql, params)
         except (duckdb.IOException, duckdb.InvalidInputException):
             self.refresh()
+            self._build_shared(sql)
             return self._fetch(sql, params)
 
     def _fetch(self, sql: str, params: list | None = None) -> Rows:
@@ -458,17 +501,21 @@ def _link(src: Path, folder: Path) -> str | None:
 
 def _mask_area_arrow(masks: pa.Array) -> pa.Array:
     """The mask_area SQL function: pycocotools' area of each COCO RLE struct in a vector, in one call
-    for the whole vector (one call per mask cost most of the mask checks' time)."""
+    per 255 masks (one call per mask, or a Python step per mask, cost most of the mask checks' time)."""
+    import numpy as np
     from pycocotools import mask as mask_utils
 
     masks = masks.combine_chunks() if isinstance(masks, pa.ChunkedArray) else masks
-    valid = masks.is_valid().to_numpy(zero_copy_only=False)
-    sizes = masks.field("size").to_pylist()
-    counts = masks.field("counts").to_pylist()
-    rles = [{"size": sizes[i], "counts": counts[i].encode()} for i in range(len(masks)) if valid[i]]
-    # pycocotools' area() of a list fails from 256 items on (it counts them in a uint8): chunks of 255
-    areas = iter([a for k in range(0, len(rles), 255) for a in mask_utils.area(rles[k : k + 255]).tolist()])
-    return pa.array([next(areas) if ok else None for ok in valid], pa.int64())
+    valid = np.asarray(masks.is_valid().to_numpy(zero_copy_only=False), bool)
+    kept = masks.filter(pa.array(valid))
+    sizes = kept.field("size").flatten().to_numpy(zero_copy_only=False).reshape(-1, 2).tolist()  # [h, w] each
+    rles = [{"size": size, "counts": text.encode()}
+            for size, text in zip(sizes, kept.field("counts").to_pylist(), strict=True)]
+    areas = np.zeros(len(masks), np.int64)
+    if rles:
+        # pycocotools' area() of a list fails from 256 items on (it counts them in a uint8): chunks of 255
+        areas[valid] = np.concatenate([mask_utils.area(rles[k : k + 255]) for k in range(0, len(rles), 255)])
+    return pa.array(areas, pa.int64(), mask=~valid)
 
 
 def _quote(text: str) -> str:
@@ -548,14 +595,15 @@ def shell_statements(root: str | Path) -> list[str]:
     db = AuditDatabase(root)
     try:
         statements = []
-        for table, version in snapshot(Path(root)).items():  # the real paths: the shell outlives this audit
+        for table, version in snapshot(root).items():  # the real paths: the shell outlives this audit
             if version.empty:
                 statements.append(_empty_view(db, table))
             else:
                 statements.append(view_sql(db.con, table, version) + ";")
         statements.append(db._table_rows_view() + ";")
         statements.append(db._lineage_view() + ";")
-        statements += [_frozen_table(db, name) for name in ("run_stages", "stage_commits", "random_weight_tables")]
+        statements += [f"CREATE OR REPLACE VIEW {name} AS {body};" for name, body in SHARED_TABLES.items()]
+        statements += [_frozen_table(db, name) for name in ("run_stages", "stage_commits", "random_weight_tables", "prices")]
         return statements
     finally:
         db.close()

@@ -74,7 +74,7 @@ def _build(cfg: JobConfig, store: DatasetStore, dry_run: bool, prune: bool, reco
         return {"dry_run": True, "plan": plan.per_stage, "tasks": sorted(plan.tasks(pipeline.names))}
     store.write_run_config({**run_config, "last_run": previous.get("last_run") if previous else None})
     progress = Progress(pipeline.names)
-    executor = _executor_factory(run, stages, store.root, options.stop)
+    executor = _executor_factory(run, stages, store.address, options.stop)
     with stop_signals(options.stop):
         result = execute(pipeline, store, plan, executor, options, progress)
     compacted = maintain(store)
@@ -137,6 +137,11 @@ def _fmt_source(source: dict[str, Any] | None) -> str:
 
 
 def _clear(store: DatasetStore) -> None:
+    if store.remote:
+        for folder in [*TABLES, COMMITS, TRASH, STATE_FILE.parent.as_posix()]:
+            store.storage.rmtree(folder)
+        store.reload()
+        return
     for table in TABLES:
         shutil.rmtree(store.root / table, ignore_errors=True)
     shutil.rmtree(store.root / COMMITS, ignore_errors=True)  # the loose records and the index
@@ -199,7 +204,7 @@ def _catch(stop: StopRequest) -> None:
 _STARTED_RAY: list[bool] = []  # set when this process started (or connected to) the cluster it uses
 
 
-def _executor_factory(run: RunConfig, stages: list, root: Path, stop: StopRequest):
+def _executor_factory(run: RunConfig, stages: list, root: str, stop: StopRequest):
     cfg = run.job
     if cfg.executor == "local":
         from engine.executors import LocalExecutor
@@ -292,9 +297,15 @@ def _loopback_only() -> None:
 
 def table_counts(store: DatasetStore) -> dict[str, int]:
     """Rows per table in its current version (what `SELECT count(*)` over the DuckDB views
-    gives), from the Parquet footers: no DuckDB connection, no pandas in the driver."""
+    gives), from the Parquet footers: no DuckDB connection, no pandas in the driver. A remote
+    root's files are URLs: DuckDB reads those through the store's filesystem."""
     import pyarrow.parquet as pq
 
+    if store.remote:
+        con = store.duckdb()
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TABLES}
+        con.close()
+        return counts
     counts = {}
     for table in TABLES:
         version = store.table_version(table)

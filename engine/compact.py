@@ -13,6 +13,11 @@ and drops the loose commit records the index now holds. A crash before the manif
 nothing; after it, the next writer rolls it forward. Replaced files wait in `_trash` for
 `retention_s` so a reader that listed them a moment ago can still finish (a reader that finds a
 file gone re-reads the version and retries).
+
+On a remote root (engine/storage.py) nothing is renamed: the parts are uploaded under their unique
+names, then the new index is written with one PUT (the commit point), then the loose records it
+holds are deleted. Replaced files stay where they are, named by no record, until a writer's sweep
+deletes them `retention_s` after a sweep first found them unnamed; a crash before the index leaves parts nobody names, swept the same way.
 """
 
 from __future__ import annotations
@@ -91,6 +96,11 @@ def compact(store: DatasetStore, target_bytes: int = TARGET_BYTES, retention_s: 
         live = _live_parts(state, relocated)
         kept_parts = {p: info for p, info in parts.items() if p in live and p not in replaced}
         replaced |= {p for p in parts if p not in kept_parts}
+        if store.remote:
+            _publish_remote(store, moves, relocated, {**kept_parts, **new_parts}, txn_dir)
+            summary.files_replaced = len(replaced)
+            summary.files_per_table = {t: len(store.table_version(t).files) for t in TABLES}
+            return summary
         store.fold_index(relocated, {**kept_parts, **new_parts}, target=txn_dir / "index.parquet")
         manifest = {"kind": "compaction", "id": compaction_id, "moves": moves,
                     "index": str(txn_dir / "index.parquet"), "replaced": sorted(replaced),
@@ -103,6 +113,18 @@ def compact(store: DatasetStore, target_bytes: int = TARGET_BYTES, retention_s: 
     summary.files_replaced = len(replaced)
     summary.files_per_table = {t: len(store.table_files(t)) for t in TABLES}
     return summary
+
+
+def _publish_remote(store: DatasetStore, moves: list[tuple[str, str]], relocated: dict, parts: dict,
+                    txn_dir: Path) -> None:
+    """Upload the parts (written locally), then swap the index in with one PUT."""
+    try:
+        for src, dst in moves:
+            store.storage.upload(Path(src), Path(dst).relative_to(store.root).as_posix())
+        store.fold_index(relocated, parts)
+    finally:
+        shutil.rmtree(txn_dir, ignore_errors=True)
+    store.reload()
 
 
 def finish_compaction(store: DatasetStore, txn_dir: Path, manifest: dict[str, Any]) -> None:
@@ -129,7 +151,9 @@ def finish_compaction(store: DatasetStore, txn_dir: Path, manifest: dict[str, An
 
 
 def vacuum(store: DatasetStore, retention_s: float = RETENTION_S) -> int:
-    """Delete replaced files older than the retention; returns how many folders went."""
+    """Delete replaced files older than the retention; returns how many folders (remote: files) went."""
+    if store.remote:
+        return store._sweep_orphans(retention_s)
     folder = store.root / TRASH
     gone = 0
     for batch in sorted(folder.iterdir()) if folder.is_dir() else []:

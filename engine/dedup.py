@@ -24,7 +24,7 @@ from typing import Any
 
 from agents.curation.dedup import Duplicate, find_near_duplicates, records_from_metadata
 from engine.runner import is_excluded
-from engine.store import DatasetStore, write_json_durable
+from engine.store import DatasetStore
 from schemas import ClipRow, rejection, row_model
 
 STATE_FILE = Path("_state") / "excluded_clips.json"
@@ -43,7 +43,7 @@ def find_duplicates(store: DatasetStore, max_distance: float) -> list[Duplicate]
 
 def apply(store: DatasetStore, duplicates: list[Duplicate]) -> dict[str, int]:
     """Exclude the duplicates for good and prune their rows; returns rows removed per table."""
-    excluded = _record_exclusions(store.root, duplicates)
+    excluded = _record_exclusions(store, duplicates)
     pruned: Counter[str] = Counter()
     for stage, shard_id, record in _committed_shards(store):
         pruned.update(_prune_shard(store, stage, shard_id, record, set(excluded)))
@@ -51,8 +51,12 @@ def apply(store: DatasetStore, duplicates: list[Duplicate]) -> dict[str, int]:
     return dict(pruned)
 
 
-def excluded_clips(root: str | Path) -> frozenset[str]:
+def excluded_clips(root: str | Path | DatasetStore) -> frozenset[str]:
     """The dataset's excluded clip ids (empty when nothing was ever applied), cached by mtime."""
+    if isinstance(root, DatasetStore):
+        if root.remote:
+            return frozenset((root.read_json(STATE_FILE.as_posix()) or {}).get("excluded", {}))
+        root = root.root
     path = Path(root) / STATE_FILE
     try:
         mtime = path.stat().st_mtime_ns
@@ -73,12 +77,14 @@ def _read_state(path: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def _record_exclusions(root: Path, duplicates: list[Duplicate]) -> dict[str, dict[str, Any]]:
-    path = root / STATE_FILE
-    state = _read_state(path)
+def _record_exclusions(store: DatasetStore, duplicates: list[Duplicate]) -> dict[str, dict[str, Any]]:
+    if store.remote:
+        state = (store.read_json(STATE_FILE.as_posix()) or {}).get("excluded", {})
+    else:
+        state = _read_state(store.root / STATE_FILE)
     for dup in duplicates:
         state.setdefault(dup.clip_id, {"kept_id": dup.kept_id, "distance": dup.distance})
-    write_json_durable(path, {"excluded": dict(sorted(state.items()))})
+    store.write_json(STATE_FILE.as_posix(), {"excluded": dict(sorted(state.items()))})
     return state
 
 

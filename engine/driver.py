@@ -12,7 +12,6 @@ its N-th commit.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -89,7 +88,7 @@ def execute(
     pending = iter(work)
     by_id = {shard.shard_id: shard for shard in work}
     owner = {c: shard_id for shard_id, rec in store.commits(pipeline.source.name).items() for c in rec.get("clip_ids", [])}
-    excluded = excluded_clips(store.root)
+    excluded = excluded_clips(store)
     active = 0
     in_flight = _shards_in_flight(executor, options)
     stop = options.stop or StopRequest()
@@ -209,8 +208,6 @@ def _owned_elsewhere(result: ShardResult, owner: dict[str, str], shard_id: str) 
 
 def write_run_summary(store: DatasetStore, run_config: dict[str, Any], summary: dict[str, Any]) -> str:
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    folder = store.root / "_runs"
-    folder.mkdir(exist_ok=True)
-    (folder / f"{run_id}.json").write_text(json.dumps({"config": run_config, **summary}, indent=1, default=str))
+    store.write_json(f"_runs/{run_id}.json", {"config": run_config, **summary})
     store.write_run_config({**run_config, "last_run": {"run_id": run_id, **summary}})
     return run_id

@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_main", None):
         parser.print_help()
         return 2
+    if isinstance(getattr(args, "dataset", None), str) and args.dataset.startswith("file://"):
+        args.dataset = args.dataset[len("file://"):]  # a local root named as a URL
     try:
         return int(args._main(args) or 0)
     except Stopped as stop:

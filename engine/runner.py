@@ -49,9 +49,9 @@ class ShardResult:
     seconds: float
 
 
-def load_batch(root: Path, task: ShardTask, stage: Stage) -> Batch:
+def load_batch(root: Path, task: ShardTask, stage: Stage, storage: Any = None) -> Batch:
     """The stage's declared tables for this shard, and nothing else: reading any other table
-    from the batch raises UndeclaredTable."""
+    from the batch raises UndeclaredTable. `storage` reads a remote root (engine/storage.py)."""
     declared = stage.inputs()
     tables: dict[str, list[Any]] = {table: [] for table in declared}
     for table, locations in task.inputs.items():
@@ -59,18 +59,19 @@ def load_batch(root: Path, task: ShardTask, stage: Stage) -> Batch:
             continue
         rows: list[Any] = []
         for location in locations:  # a shard file, or a row group of a compacted part
-            rows.extend(read_rows(root, location, table))
+            rows.extend(read_rows(root, location, table, storage))
         tables[table] = rows
     return Batch(root=root, items=list(task.items), tables=tables, stage=stage.name, declared=frozenset(declared))
 
 
-def read_rows(root: Path, location: str, table: str) -> list[Any]:
+def read_rows(root: Path, location: str, table: str, storage: Any = None) -> list[Any]:
     """The validated rows at one location: from this process's memory when it wrote that very
     file (a stage co-located with its upstream, the local executor), else from the file."""
-    remembered = WRITTEN.get(Path(root) / location)
+    local = storage is None or not storage.remote
+    remembered = WRITTEN.get(Path(root) / location) if local else None
     if isinstance(remembered, list):
         return remembered
-    arrow = remembered if remembered is not None else read_location(root, location, table)
+    arrow = remembered if remembered is not None else read_location(storage or root, location, table)
     if arrow is None:
         return []
     model = row_model(table)
@@ -129,7 +130,8 @@ WRITTEN = WrittenShards()
 
 def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
     started = time.perf_counter()
-    batch = load_batch(store.root, task, stage)
+    batch = load_batch(store.root, task, stage, store.storage)
+    store.sync_media(batch.tables.get("clips", []), upload=False)
     excluded = task.excluded
     batch.tables = {t: _without(rows, excluded) for t, rows in batch.tables.items()}
     # A shard that ingest left empty has nothing for a later stage: its model is never loaded for it.
@@ -145,10 +147,12 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
         tables["clips"] = _drop_owned_elsewhere(stage.name, tables["clips"], task.owned_elsewhere, rejections)
     tables["rejections"] = _without(_dedupe(rejections), excluded)
     clip_ids = sorted({r.clip_id for r in tables.get("clips", [])}) or [c for c in task.clip_ids if c not in excluded]
+    store.sync_media(tables.get("clips", []), upload=True)  # the clip files first, then the rows naming them
     arrows = {t: to_arrow(t, rows) for t, rows in tables.items()}
     staged = store.stage_arrow(stage.name, task.shard_id, arrows)
-    for table, path in staged.files.items():
-        WRITTEN.remember(path, tables[table], arrows[table])
+    if not store.remote:  # a remote root's files are not this machine's: nothing to hand over
+        for table, path in staged.files.items():
+            WRITTEN.remember(path, tables[table], arrows[table])
     return ShardResult(
         task=task,
         staged=staged,

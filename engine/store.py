@@ -24,6 +24,13 @@ turns that state into the list of files (and, for a part whose shards were recom
 row ranges still live) that the DuckDB views and `read_table` read: a consistent version without
 copying anything. A plain glob over a table folder shows the same rows except while a compaction
 swaps files, or while a part holds rows a refresh has replaced (the build compacts those away).
+
+A root may also be an object store or another fsspec filesystem (`s3://bucket/prefix`,
+engine/storage.py). There nothing is renamed: a shard's files are written straight into their table
+folders under unique names (`<stage>-<shard_id>.<txn>.parquet`), invisible until the commit record
+that names them is written (one PUT, atomic); files a newer commit or a crash left unnamed are
+deleted by a later writer `ORPHAN_AGE_S` after one first found them unnamed. The index is written
+with one PUT too.
 """
 
 from __future__ import annotations
@@ -36,13 +43,13 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.errors import UserError
+from engine.storage import StoreError, fsync_dir, open_storage
 from schemas import SCHEMA_VERSION, TABLES, Row, arrow_schema, row_model, to_arrow
 
 STAGING = "_staging"
@@ -51,10 +58,8 @@ TRASH = "_trash"
 INDEX_FILE = "index.parquet"
 RUN_FILE = "run.json"
 MANIFEST = "MANIFEST.json"
-
-
-class StoreError(UserError):
-    """A dataset root that cannot be used; the message is meant for the user."""
+ORPHAN_AGE_S = 600.0  # a remote root's unnamed table files are deleted this long after first found
+UNNAMED = f"{TRASH}/unnamed.json"
 
 
 class CorruptDataset(StoreError):
@@ -77,13 +82,14 @@ class StagedShard:
     sizes: dict[str, int] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
+    remote: dict[str, tuple[int, str]] = field(default_factory=dict)  # remote root: table -> (size, sha256)
 
 
 @dataclass
 class TableVersion:
     """What a reader reads for one table: whole files, and parts of which only some rows live."""
 
-    files: list[str] = field(default_factory=list)  # absolute paths read whole
+    files: list[str] = field(default_factory=list)  # absolute paths (URLs on a remote root) read whole
     partial: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # path -> [(first row, rows)]
 
     @property
@@ -106,13 +112,19 @@ def split_location(location: str) -> tuple[str, tuple[int, int] | None]:
 
 class DatasetStore:
     def __init__(self, root: str | Path, create: bool = True, recover: bool = False):
-        self.root = Path(root)
-        if self.root.exists() and not self.root.is_dir():
-            raise StoreError(f"dataset path {self.root} is a file, not a directory")
-        if not self.root.exists():
-            if not create:
-                raise StoreError(f"no dataset at {self.root}")
-            self.root.mkdir(parents=True)
+        self.storage = open_storage(root)
+        self.remote = self.storage.remote
+        self.address = self.storage.address  # what the user named: a path or a URL
+        self.root = self.storage.root  # a local folder: the root, or a remote root's work folder
+        if self.remote:
+            self._open_remote(create)
+        else:
+            if self.root.exists() and not self.root.is_dir():
+                raise StoreError(f"dataset path {self.root} is a file, not a directory")
+            if not self.root.exists():
+                if not create:
+                    raise StoreError(f"no dataset at {self.root}")
+                self.root.mkdir(parents=True)
         self._state: dict[str, dict[str, dict[str, Any]]] | None = None
         self._parts: dict[str, dict[str, Any]] = {}
         self._loose: set[tuple[str, str]] = set()
@@ -123,14 +135,33 @@ class DatasetStore:
         if recover:  # only the process that owns the run may do this: it deletes torn staging
             self.recover()
 
+    def _open_remote(self, create: bool) -> None:
+        try:
+            found = self.storage.exists()
+        except Exception as err:  # noqa: BLE001 - no credentials, no endpoint, no bucket: one sentence
+            raise StoreError(f"the dataset root {self.address} cannot be reached: {_first_line(err)}") from None
+        if not found and not create:
+            raise StoreError(f"no dataset at {self.address}")
+        if found and self.storage.is_file(""):
+            raise StoreError(f"dataset path {self.address} is a file, not a directory")
+        self.root.mkdir(parents=True, exist_ok=True)
+
     # ----- layout -----
     def table_dir(self, table: str) -> Path:
         row_model(table)
         return self.root / table
 
     def table_files(self, table: str) -> list[Path]:
+        row_model(table)
+        if self.remote:
+            return [PurePosixPath(self.storage.url(f"{table}/{name}"))  # type: ignore[misc]
+                    for name, _, _ in self.storage.list_files(table, ".parquet")]
         folder = self.table_dir(table)
         return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+    def url(self, rel: str) -> str:
+        """A path inside the dataset as readers name it: a local path, or a URL on a remote root."""
+        return self.storage.url(rel)
 
     def commit_path(self, stage: str, shard_id: str) -> Path:
         return self.root / COMMITS / stage / f"{shard_id}.json"
@@ -145,6 +176,8 @@ class DatasetStore:
         return self.stage_arrow(stage, shard_id, {t: to_arrow(t, rows) for t, rows in tables.items()})
 
     def stage_arrow(self, stage: str, shard_id: str, tables: dict[str, pa.Table]) -> StagedShard:
+        if self.remote:
+            return self._stage_remote(stage, shard_id, tables)
         txn_dir = self.root / STAGING / f"{stage}-{shard_id}-{uuid.uuid4().hex[:8]}"
         txn_dir.mkdir(parents=True)
         staged = StagedShard(stage=stage, shard_id=shard_id, txn_dir=str(txn_dir))
@@ -159,12 +192,32 @@ class DatasetStore:
             raise
         return staged
 
+    def _stage_remote(self, stage: str, shard_id: str, tables: dict[str, pa.Table]) -> StagedShard:
+        """Write each table's file straight to its table folder under a unique name: invisible until
+        a commit record names it."""
+        txn = uuid.uuid4().hex[:12]
+        staged = StagedShard(stage=stage, shard_id=shard_id, txn_dir="")
+        for table, arrow in tables.items():
+            rel = f"{table}/{stage}-{shard_id}.{txn}.parquet"
+            data = parquet_bytes(arrow)
+            self.storage.write_bytes(rel, data)
+            staged.files[table] = rel
+            staged.rows[table] = arrow.num_rows
+            staged.remote[table] = (len(data), hashlib.sha256(data).hexdigest())
+        return staged
+
     def discard(self, staged: StagedShard) -> None:
         """Drop a staged shard that will not be committed (the driver asks for it again)."""
+        if self.remote:
+            for rel in staged.files.values():
+                self.storage.delete(rel)
+            return
         shutil.rmtree(staged.txn_dir, ignore_errors=True)
 
     def commit(self, staged: StagedShard, record: dict[str, Any]) -> dict[str, Any]:
         """Make a staged shard visible: manifest, renames, commit record. Idempotent."""
+        if self.remote:
+            return self._commit_remote(staged, record)
         name = shard_file_name(staged.stage, staged.shard_id)
         moves = [(src, str(self.table_dir(t) / name)) for t, src in staged.files.items()]
         full_record = {
@@ -181,6 +234,23 @@ class DatasetStore:
         manifest = Path(staged.txn_dir) / MANIFEST
         write_json_durable(manifest, {"moves": moves, "record": full_record})
         self._roll_forward(Path(staged.txn_dir))
+        return full_record
+
+    def _commit_remote(self, staged: StagedShard, record: dict[str, Any]) -> dict[str, Any]:
+        """The files are in place under unique names: the commit record (one PUT) is the commit point.
+        The files of the commit it replaces are left for `_sweep_orphans` (a reader may be reading them)."""
+        full_record = {
+            **{k: v for k, v in record.items() if k not in ("damaged", "removed")},
+            "stage": staged.stage,
+            "shard_id": staged.shard_id,
+            "files": dict(staged.files),
+            "rows": dict(staged.rows),
+            "sizes": {t: size for t, (size, _) in staged.remote.items()},
+            "sha256": {t: digest for t, (_, digest) in staged.remote.items()},
+            "schema_version": SCHEMA_VERSION,
+        }
+        full_record.setdefault("committed_at", time.time())
+        self.write_record(full_record)
         return full_record
 
     def _roll_forward(self, txn_dir: Path) -> None:
@@ -201,13 +271,17 @@ class DatasetStore:
     def write_record(self, record: dict[str, Any]) -> None:
         """Write one loose commit record (the commit point of a shard) and update the cached state."""
         stage, shard_id = record["stage"], record["shard_id"]
-        write_json_durable(self.commit_path(stage, shard_id), record)
+        self.write_json(f"{COMMITS}/{stage}/{shard_id}.json", record)
         if self._state is not None:
             self._state.setdefault(stage, {})[shard_id] = record
             self._loose.add((stage, shard_id))
 
     def recover(self) -> int:
         """Finish commits whose manifest was written; discard the rest. Returns how many finished."""
+        if self.remote:
+            self._state = None
+            self._sweep_orphans()
+            return 0
         staging = self.root / STAGING
         finished = 0
         if not staging.is_dir():
@@ -224,9 +298,36 @@ class DatasetStore:
         self._state = None
         return finished
 
+    def _sweep_orphans(self, min_age_s: float = ORPHAN_AGE_S) -> int:
+        """Remote root: delete table files no commit record or part names (a crash before the record,
+        a commit or a compaction that replaced them), `min_age_s` after a sweep first found them
+        unnamed (`_trash/unnamed.json`), so a reader that listed them a moment ago can finish.
+        Only the writer calls this."""
+        named = {path for shards in self.state().values() for record in shards.values()
+                 for path in (split_location(loc)[0] for loc in record.get("files", {}).values() if loc)}
+        named |= set(self.parts())
+        seen = (self._read_json(UNNAMED) or {}).get("first_seen", {})
+        now, gone, waiting = time.time(), 0, {}
+        for table in TABLES:
+            for name, _, _ in self.storage.list_files(table, ".parquet"):
+                rel = f"{table}/{name}"
+                if rel in named:
+                    continue
+                if now - seen.get(rel, now) >= min_age_s:
+                    self.storage.delete(rel)
+                    gone += 1
+                else:
+                    waiting[rel] = seen.get(rel, now)
+        if waiting or seen:
+            self.write_json(UNNAMED, {"first_seen": waiting})
+        return gone
+
     def remove_shard(self, stage: str, shard_id: str, tables: Iterable[str]) -> None:
         """Drop one (stage, shard): a tombstone record first, so a crash leaves it recomputable."""
         # rows left in a compacted part stop being live with the tombstone; the next compaction drops them
+        if self.remote:  # its files become orphans, swept by a later writer
+            self.write_record({"stage": stage, "shard_id": shard_id, "removed": True, "committed_at": time.time()})
+            return
         self.write_record({"stage": stage, "shard_id": shard_id, "removed": True, "committed_at": time.time()})
         for table in tables:
             (self.table_dir(table) / shard_file_name(stage, shard_id)).unlink(missing_ok=True)
@@ -246,20 +347,38 @@ class DatasetStore:
             self._seen = () if self._writer else self._disk_signature()
             self._state, self._parts = self._read_index()
             self._loose = set()
-            folder = self.root / COMMITS
-            for stage_dir in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
-                current = self._state.setdefault(stage_dir.name, {})
-                for path in stage_dir.glob("*.json"):
-                    record = _read_json(path)
-                    if record is None:
-                        continue
-                    self._loose.add((stage_dir.name, path.stem))
-                    old = current.get(path.stem)
-                    if old is None or record.get("committed_at", 0) > old.get("committed_at", 0):
-                        current[path.stem] = record
+            for stage, shard_id, record in self._loose_records():
+                current = self._state.setdefault(stage, {})
+                self._loose.add((stage, shard_id))
+                old = current.get(shard_id)
+                if old is None or record.get("committed_at", 0) > old.get("committed_at", 0):
+                    current[shard_id] = record
         return self._state
 
+    def _loose_records(self) -> Iterable[tuple[str, str, dict[str, Any]]]:
+        if self.remote:
+            for stage in self.storage.list(COMMITS):
+                if stage == INDEX_FILE or stage.startswith("."):
+                    continue
+                for name, _, _ in self.storage.list_files(f"{COMMITS}/{stage}", ".json"):
+                    record = self._read_json(f"{COMMITS}/{stage}/{name}")
+                    if record is not None:
+                        yield stage, name[: -len(".json")], record
+            return
+        folder = self.root / COMMITS
+        for stage_dir in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+            for path in stage_dir.glob("*.json"):
+                record = _read_json(path)
+                if record is not None:
+                    yield stage_dir.name, path.stem, record
+
     def _disk_signature(self) -> tuple:
+        if self.remote:  # object stores have no folder times: the loose records and the index themselves
+            found = self.storage.list_files(COMMITS, INDEX_FILE)
+            for stage in self.storage.list(COMMITS):
+                if stage != INDEX_FILE and not stage.startswith("."):
+                    found += [(f"{stage}/{n}", s, m) for n, s, m in self.storage.list_files(f"{COMMITS}/{stage}")]
+            return tuple(sorted(found))
         folder = self.root / COMMITS
         try:
             return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir()))
@@ -267,10 +386,10 @@ class DatasetStore:
             return ()
 
     def _read_index(self) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
-        if not self.index_path.is_file():
+        if not self.storage.is_file(f"{COMMITS}/{INDEX_FILE}"):
             return {}, {}
         try:
-            table = pq.read_table(self.index_path)
+            table = self._read_index_table()
         except (OSError, pa.ArrowException) as err:
             raise CorruptDataset(f"the commit index {self.index_path} cannot be read ({_first_line(err)}); "
                                  "restore it from a backup, or rebuild with --recompute") from None
@@ -284,6 +403,12 @@ class DatasetStore:
         if any("offsets" in info for info in parts.values()):
             _upgrade_group_locations(state, parts)
         return state, parts
+
+    def _read_index_table(self) -> pa.Table:
+        if self.remote:
+            with self.storage.open(f"{COMMITS}/{INDEX_FILE}") as handle:
+                return pq.read_table(handle)
+        return pq.read_table(self.index_path)
 
     def parts(self) -> dict[str, dict[str, Any]]:
         """Compacted part files: relative path -> {size, sha256, rows}."""
@@ -320,12 +445,19 @@ class DatasetStore:
                 rows.append((stage, shard_id, float(record.get("committed_at", 0)),
                              json.dumps(record, sort_keys=True, default=str)))
         parts = self._parts if parts is None else parts
-        table = pa.table({
+        index = pa.table({
             "stage": pa.array([r[0] for r in rows], pa.string()),
             "shard_id": pa.array([r[1] for r in rows], pa.string()),
             "committed_at": pa.array([r[2] for r in rows], pa.float64()),
             "record": pa.array([r[3] for r in rows], pa.large_string()),
         }).replace_schema_metadata({"parts": json.dumps(parts, sort_keys=True)})
+        if self.remote:  # one PUT replaces the index; a compaction passes its target the same way
+            self.storage.write_bytes(str(target) if target is not None else f"{COMMITS}/{INDEX_FILE}",
+                                     parquet_bytes(index))
+            if target is None:
+                self.drop_loose_records()
+            return
+        table = index
         tmp = (target or self.index_path).with_name(f".{INDEX_FILE}.{uuid.uuid4().hex[:8]}.tmp")
         tmp.parent.mkdir(parents=True, exist_ok=True)
         write_parquet(table, tmp)
@@ -352,7 +484,7 @@ class DatasetStore:
 
     def drop_loose_records(self) -> None:
         for stage, shard_id in sorted(self._loose):
-            self.commit_path(stage, shard_id).unlink(missing_ok=True)
+            self.storage.delete(f"{COMMITS}/{stage}/{shard_id}.json")
         self._loose = set()
         self._state = None
 
@@ -366,7 +498,7 @@ class DatasetStore:
 
     def read_location(self, location: str | None, table: str | None = None,
                       columns: list[str] | None = None) -> pa.Table | None:
-        return read_location(self.root, location, table, columns)
+        return read_location(self.storage, location, table, columns)
 
     def read_shard_rows(self, table: str, stage: str, shard_id: str) -> list[Row]:
         arrow = self.read_location(self.location(stage, shard_id, table), table)
@@ -381,6 +513,7 @@ class DatasetStore:
         With skip_damaged, files whose size differs from their commit record are left out (the
         audit names them through engine/verify.py and checks the rest)."""
         version = TableVersion()
+        listed: dict[str, dict[str, int]] = {}
         live: dict[str, list[tuple[int, int]]] = {}
         claimed: set[str] = set()  # shard file names that belong to a commit record
         for stage, shards in self.state().items():
@@ -394,47 +527,96 @@ class DatasetStore:
                 path, span = split_location(location)
                 if span is None:
                     expected = record.get("sizes", {}).get(table) if skip_damaged else None
-                    if _size(self.root / path) is not None and expected in (None, _size(self.root / path)):
-                        version.files.append(str(self.root / path))
+                    size = self.size_of(path, listed)
+                    if size is not None and expected in (None, size):
+                        version.files.append(self.url(path))
                 else:
                     live.setdefault(path, []).append(span)
         for path, spans in sorted(live.items()):
             info = self.parts().get(path, {})
-            absolute = str(self.root / path)
-            if skip_damaged and _size(self.root / path) != info.get("size"):
+            absolute = self.url(path)
+            if skip_damaged and self.size_of(path, listed) != info.get("size"):
                 continue
             if sum(rows for _, rows in spans) == info.get("rows"):
                 version.files.append(absolute)
             else:
                 version.partial[absolute] = _merge_spans(spans)
-        # files nobody committed (written by hand or by older tools) are part of the table as they are
-        version.files.extend(str(p) for p in self.table_files(table)
-                             if not p.name.startswith("part-") and p.name not in claimed)
+        # files nobody committed (written by hand or by older tools) are part of the table as they are;
+        # on a remote root an unnamed file is an uncommitted or replaced shard: never part of the table
+        if not self.remote:
+            version.files.extend(str(p) for p in self.table_files(table)
+                                 if not p.name.startswith("part-") and p.name not in claimed)
         version.files.sort()
         return version
+
+    def size_of(self, path: str, listed: dict[str, dict[str, int]]) -> int | None:
+        """A file's size: a stat locally; on a remote root from one listing of its folder (kept in
+        `listed`), not one request per file."""
+        if not self.remote:
+            return _size(self.root / path)
+        folder = path.rsplit("/", 1)[0]
+        if folder not in listed:
+            listed[folder] = {f"{folder}/{name}": size for name, size, _ in self.storage.list_files(folder)}
+        return listed[folder].get(path)
 
     def read_table(self, table: str) -> pa.Table:
         version = self.table_version(table)
         schema = arrow_schema(table)
-        pieces = [_read_parquet(Path(f), schema=schema) for f in version.files]
+        fs = self.storage.filesystem()
+        pieces = [_read_parquet(f, schema=schema, filesystem=fs) for f in version.files]
         for path, ranges in version.partial.items():
-            whole = _read_parquet(Path(path), schema=schema)
+            whole = _read_parquet(path, schema=schema, filesystem=fs)
             pieces.extend(whole.slice(first, rows) for first, rows in ranges)
         return pa.concat_tables(pieces) if pieces else schema.empty_table()
 
     # ----- run configuration -----
     def read_run_config(self) -> dict[str, Any] | None:
-        path = self.root / RUN_FILE
-        if not path.is_file():
+        path = self.url(RUN_FILE)
+        if not self.storage.is_file(RUN_FILE):
             return None
         try:
-            return json.loads(path.read_text())
+            return json.loads(self.storage.read_bytes(RUN_FILE))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise CorruptDataset(f"{path} is not valid JSON ({_first_line(err)}); delete it to let the next "
                                  "build write it again (the committed shards are kept)") from None
 
     def write_run_config(self, config: dict[str, Any]) -> None:
-        write_json_durable(self.root / RUN_FILE, config)
+        self.write_json(RUN_FILE, config)
+
+    # ----- small files -----
+    def write_json(self, rel: str, payload: dict[str, Any]) -> None:
+        """Durably and atomically (a rename locally, one PUT on a remote root)."""
+        if not self.remote:
+            write_json_durable(self.root / rel, payload)
+            return
+        self.storage.write_bytes(rel, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
+
+    def _read_json(self, rel: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.storage.read_bytes(rel))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None  # a torn record: its shard is simply not committed
+
+    def read_json(self, rel: str) -> dict[str, Any] | None:
+        """A small JSON file of the dataset (`_state/...`); None when absent or unreadable."""
+        return self._read_json(rel)
+
+    # ----- clip files of a remote root -----
+    def sync_media(self, clips: Iterable[Any], upload: bool) -> None:
+        """Remote root: a clip's file lives at `<root>/<video_path>` and is decoded from a copy in the
+        local work folder. upload=True publishes the copies a stage wrote (before its commit names
+        them); upload=False fetches the ones this machine lacks. A local root needs neither."""
+        if not self.remote:
+            return
+        for clip in clips:
+            rel = clip["video_path"] if isinstance(clip, dict) else clip.video_path
+            if not rel or Path(rel).is_absolute() or "://" in rel:
+                continue
+            local = self.root / rel
+            if upload and local.is_file() and self.storage.size(rel) != local.stat().st_size:
+                self.storage.upload(local, rel)
+            elif not upload and not local.is_file():
+                self.storage.download(rel, local)
 
     # ----- DuckDB -----
     def duckdb(self, database: str = ":memory:"):
@@ -442,9 +624,15 @@ class DatasetStore:
         import duckdb
 
         con = duckdb.connect(database)
+        self.register(con)
         for table in TABLES:
             con.execute(view_sql(con, table, self.table_version(table)))
         return con
+
+    def register(self, con: Any) -> None:
+        """Let a DuckDB connection read this root's URLs (no httpfs download: the fsspec filesystem)."""
+        if self.remote:
+            con.register_filesystem(self.storage.filesystem())
 
 
 def view_sql(con: Any, table: str, version: TableVersion) -> str:
@@ -463,13 +651,17 @@ def view_sql(con: Any, table: str, version: TableVersion) -> str:
     return f"CREATE OR REPLACE VIEW {table} AS " + "\nUNION ALL ".join(selects)
 
 
-def read_location(root: Path, location: str | None, table: str | None = None,
+def read_location(root: Any, location: str | None, table: str | None = None,
                   columns: list[str] | None = None) -> pa.Table | None:
-    """The rows at one location (a whole shard file or a part's row group); None when absent."""
+    """The rows at one location (a whole shard file or a part's row group); None when absent.
+    `root` is a dataset root (path or URL) or its storage (engine/storage.py)."""
     if not location:
         return None
+    storage = root if hasattr(root, "remote") else open_storage(root)
+    if storage.remote:
+        return _read_remote_location(storage, location, table, columns)
     path, span = split_location(location)
-    full = Path(root) / path
+    full = Path(storage.root) / path
     schema = arrow_schema(table) if table and columns is None else None
     if not full.exists():
         return None
@@ -482,6 +674,25 @@ def read_location(root: Path, location: str | None, table: str | None = None,
         return pq.read_table(full, schema=schema)  # a file of an older schema
     except (OSError, pa.ArrowException) as err:
         raise _unreadable(full, err) from None
+
+
+def _read_remote_location(storage: Any, location: str, table: str | None,
+                          columns: list[str] | None) -> pa.Table | None:
+    path, span = split_location(location)
+    schema = arrow_schema(table) if table and columns is None else None
+    try:
+        with storage.open(path) as handle:
+            part = pq.ParquetFile(handle)
+            if span is not None:
+                return _read_span(part, span, columns)
+            whole = part.read(columns=columns)
+        if schema is None or whole.schema.equals(schema, check_metadata=False):
+            return whole
+        return pq.read_table(storage.url(path), schema=schema, filesystem=storage.filesystem())  # an older schema
+    except FileNotFoundError:
+        return None
+    except (OSError, pa.ArrowException) as err:
+        raise _unreadable(storage.url(path), err) from None
 
 
 def _upgrade_group_locations(state: dict, parts: dict) -> None:
@@ -525,25 +736,31 @@ def _merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _read_parquet(path: Path, schema: pa.Schema | None = None) -> pa.Table:
+def _read_parquet(path: str | Path, schema: pa.Schema | None = None, filesystem: Any = None) -> pa.Table:
     try:
-        return pq.read_table(path, schema=schema)
+        return pq.read_table(path, schema=schema, filesystem=filesystem)
     except (OSError, pa.ArrowException) as err:
         raise _unreadable(path, err) from None
 
 
-def _unreadable(path: Path, err: Exception) -> CorruptDataset:
-    root = path.parent.parent
+def _unreadable(path: str | Path, err: Exception) -> CorruptDataset:
+    text = str(path)
+    root = text.rsplit("/", 2)[0] if "://" in text else Path(path).parent.parent
     return CorruptDataset(f"{path} cannot be read ({_first_line(err)}); run `python -m engine.run verify "
                           f"--dataset {root} --repair`, then build again to recompute it")
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """A Parquet file in memory (a remote root writes each file with one PUT)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
 
 
 def write_parquet(table: pa.Table, path: Path) -> tuple[int, str]:
     """Write and fsync, so a rename after it never exposes a torn file. Returns the file's size
     and SHA-256 (of the bytes written, without reading the file back)."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    data = sink.getvalue()
+    data = parquet_bytes(table)
     try:
         with open(path, "wb") as handle:
             handle.write(data)
@@ -552,7 +769,7 @@ def write_parquet(table: pa.Table, path: Path) -> tuple[int, str]:
     except BaseException:
         Path(path).unlink(missing_ok=True)
         raise
-    return data.size, hashlib.sha256(data).hexdigest()
+    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def write_json_durable(path: Path, payload: dict[str, Any]) -> None:
@@ -600,9 +817,4 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_fsync_dir = fsync_dir

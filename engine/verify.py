@@ -8,6 +8,7 @@ recomputes exactly those and, through the fingerprint chain, their dependants.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from engine.store import DatasetStore, file_sha256, split_location
@@ -42,25 +43,35 @@ def verify(store: DatasetStore, checksums: bool = False) -> list[Problem]:
     for path, info in store.parts().items():
         expected[path] = (info.get("size"), info.get("sha256"))
     problems = []
+    listed: dict[str, dict[str, int]] = {}
     for path, owned in sorted(owners.items()):
         size, digest = expected.get(path, (None, None))
-        what = _check(store, path, size, digest if checksums else None)
+        what = _check(store, path, size, digest if checksums else None, listed)
         if what:
             problems.append(Problem(path, what, tuple(sorted(set(owned)))))
     return problems
 
 
-def _check(store: DatasetStore, path: str, size: int | None, digest: str | None) -> str | None:
-    full = store.root / path
-    try:
-        actual = full.stat().st_size
-    except FileNotFoundError:
+def _check(store: DatasetStore, path: str, size: int | None, digest: str | None,
+           listed: dict[str, dict[str, int]]) -> str | None:
+    actual = store.size_of(path, listed)
+    if actual is None:
         return "missing"
     if size is not None and actual != size:
         return f"truncated ({actual} of {size} bytes)" if actual < size else f"of the wrong size ({actual}, not {size} bytes)"
-    if digest is not None and file_sha256(full) != digest:
+    if digest is not None and _sha256(store, path) != digest:
         return "altered (its SHA-256 differs from the commit record)"
     return None
+
+
+def _sha256(store: DatasetStore, path: str) -> str:
+    if not store.remote:
+        return file_sha256(store.root / path)
+    digest = hashlib.sha256()
+    with store.storage.open(path) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def repair(store: DatasetStore, problems: list[Problem]) -> int:

@@ -16,7 +16,7 @@ _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "n/a": "dim", "
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, type=Path, help="the dataset root")
+    parser.add_argument("--dataset", required=True, help="the dataset root (a folder, or a URL such as s3://bucket/prefix)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any check fails (a release gate)")
     parser.add_argument("--sql", metavar="QUERY", help="run one SQL statement against views of every table instead")
     parser.add_argument("--shell", action="store_true", help="open the duckdb CLI with the views defined")
@@ -48,11 +48,18 @@ def main(args: argparse.Namespace) -> int:
         return 0
     checks = audit.load_checks(args.checks_dir, args.only)
     damaged = _verify(args)
-    skip = frozenset(str(Path(args.dataset) / p.path) for p in damaged)
+    skip = frozenset(_url(args.dataset, p.path) for p in damaged)
     results = audit.run_audit(args.dataset, checks, examples=args.examples or args.json, skip=skip)
     _print_results(results, args)
     overall = audit.worst([r.status for r in results])
     return 1 if args.strict and (overall in ("fail", "error") or damaged) else 0
+
+
+def _url(dataset: str, path: str) -> str:
+    """A damaged file as the views name it (a local path, or a remote root's URL)."""
+    from engine.store import DatasetStore
+
+    return DatasetStore(dataset, create=False).url(path)
 
 
 def _verify(args) -> list:

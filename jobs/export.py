@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from engine.export import export
+    from engine.storage import is_remote
 
-    if not Path(args.dataset).is_dir():
+    if not is_remote(args.dataset) and not Path(args.dataset).is_dir():
         raise UserError(f"no dataset at {args.dataset}")
     report = export(args.dataset, args.format, args.to, media=args.media)
     written = ", ".join(f"{k} {v}" for k, v in report.written.items()) or "nothing"

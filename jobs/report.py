@@ -9,7 +9,7 @@ HELP = "Write a static HTML report of a dataset: audit results, statistics plots
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, type=Path, help="the dataset root")
+    parser.add_argument("--dataset", required=True, help="the dataset root (a folder, or a URL such as s3://bucket/prefix)")
     parser.add_argument("--to", type=Path, default=Path("report"), metavar="DIR",
                         help="folder to write the site into (default: report/); open DIR/index.html")
     parser.add_argument("--clips", type=int, default=12, help="clips shown in the gallery (default 12)")

@@ -335,10 +335,28 @@ def test_shell_prints_views_without_the_cli(healthy, capsys, monkeypatch):
     assert con.execute("SELECT count(*) FROM sft").fetchall() == [(0,)]
     assert con.execute("SELECT sum(rows) FROM table_rows").fetchall() == [(61,)]
     assert con.execute("SELECT stage, clips FROM stage_commits").fetchall() == [("test", 0)]
-    for name in ("stage_errors", "expected_tables"):  # every built-in check runs in the shell too
+    # every built-in check runs in the shell too, helper tables (mcq_category_counts) included
+    for name in ("stage_errors", "expected_tables", "mcq_categories", "motion_categories", "lineage", "token_cost"):
         for section in ("setup", "metric"):
             if section in audit.load_checks(names=[name])[0].sections:
                 con.execute(audit.load_checks(names=[name])[0].sections[section])
+
+
+def test_shared_helper_tables_are_built_once_per_snapshot(healthy):
+    healthy.write()
+    db = audit.AuditDatabase(healthy.root)
+    try:
+        counts = "SELECT sum(questions) FROM mcq_category_counts"
+        assert db.query(counts).rows == [(24,)]
+        db.con.execute("INSERT INTO mcq_category_counts VALUES ('MR', 1, 1)")  # kept: built once
+        assert db.query(counts).rows == [(25,)]
+        add_mcq(healthy, healthy.clips[0].clip_id, "MR", "B", "One more question?", 100)
+        healthy.write()
+        db.refresh()  # a new snapshot builds it again, from the new rows
+        assert db.query(counts).rows == [(25,)]
+        assert db.query("SELECT questions FROM mcq_category_counts WHERE category = 'MR'").rows == [(5,)]
+    finally:
+        db.close()
 
 
 def test_user_checks_folder_adds_and_overrides(healthy, tmp_path):

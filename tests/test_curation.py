@@ -9,11 +9,11 @@ import pyarrow as pa
 import pytest
 
 from agents.base import Batch
-from agents.curation.curate import CurationConfig, Curator, clip_id_for, drop_near_duplicates
+from agents.curation.curate import CurationConfig, Curator, analyse_video, clip_id_for, drop_near_duplicates
 from agents.curation.dedup import DedupRecord, find_near_duplicates
-from agents.curation.filters import camera_motion, to_analysis_grey
+from agents.curation.filters import camera_motion, check_content, to_analysis_grey
 from agents.curation.safe_decode import DecodeFailure, GuardedDecoder
-from agents.curation.scenes import Span, SplitConfig, cut_windows, detect_shots
+from agents.curation.scenes import ContentScore, Span, SplitConfig, cut_windows, detect_shots
 from agents.ingest import Ingest
 from agents.video import probe, write_video
 from engine.sources import iter_source
@@ -61,6 +61,24 @@ def test_splitter_finds_every_hard_cut_within_two_frames(footage):
     assert frames_read == plan["num_frames"]
 
 
+@pytest.mark.parametrize("threshold", [3.0, 10.0, 27.0, 45.0])
+def test_content_score_cuts_where_pyscenedetect_content_detector_cuts(footage, threshold):
+    import av
+    from scenedetect import ContentDetector
+    from scenedetect.common import FrameTimecode
+
+    folder, _ = footage
+    ours, theirs = ContentScore(threshold, 8), ContentDetector(threshold=threshold, min_scene_len=8)
+    ours_cuts, their_cuts = [], []
+    with av.open(str(folder / "long.mp4")) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            image = frame.to_ndarray(format="bgr24", width=256, height=144)
+            ours_cuts += ours.process_frame(FrameTimecode(index, FPS), image)
+            their_cuts += theirs.process_frame(FrameTimecode(index, FPS), image)
+    assert [c.frame_num for c in ours_cuts] == [c.frame_num for c in their_cuts]
+    assert threshold > 27 or their_cuts  # the low thresholds cut
+
+
 def test_splitter_keeps_to_the_requested_range(footage):
     folder, plan = footage
     shots, _ = detect_shots(folder / "long.mp4", SplitConfig(), first=60, last=150)
@@ -99,6 +117,35 @@ def test_motion_score_and_camera_motion_are_kept_per_clip(footage, curated):
     assert kinds["pan"].features.motion_score > kinds["object"].features.motion_score > 1.0
     meta = kinds["pan"].metadata()
     assert meta["camera_motion"] == "pan_right" and meta["motion_score"] > 10 and len(meta["phash"]) == 5
+
+
+def test_camera_motion_is_estimated_only_for_clips_the_filters_keep(footage):
+    folder, plan = footage
+    config = CurationConfig.model_validate(SMALL_OK)
+    analysis = analyse_video(str(folder / "long.mp4"), config.model_dump(mode="json"))
+    dropped = {_shot_kind(plan, m.span) for m in analysis.measured if check_content(m.features, config.filters)}
+    assert dropped == {"static", "letterboxed", "black"}
+    for m in analysis.measured:
+        assert (m.features.camera_motion is None) == (_shot_kind(plan, m.span) in dropped)
+
+
+def test_frames_past_the_store_limits_are_decoded_again_with_the_same_results(footage, monkeypatch):
+    from agents.curation import curate
+
+    folder, _ = footage
+    config = CurationConfig.model_validate(SMALL_OK).model_dump(mode="json")
+    stored = analyse_video(str(folder / "long.mp4"), config)
+
+    class SmallStore(curate.FrameStore):
+        def __init__(self):
+            super().__init__(limit=5, open_limit=10)
+
+    decoded_again: list[int] = []
+    read_grey = curate._read_grey
+    monkeypatch.setattr(curate, "FrameStore", SmallStore)
+    monkeypatch.setattr(curate, "_read_grey", lambda path, wanted: (decoded_again.append(len(wanted)), read_grey(path, wanted))[1])
+    small = analyse_video(str(folder / "long.mp4"), config)
+    assert decoded_again and small.measured == stored.measured and small.rejected == stored.rejected
 
 
 def test_duplicate_shot_is_removed_naming_the_copy_it_kept(footage, curated):

@@ -89,6 +89,23 @@ def test_comment_and_continuation_parsing():
 
 # ----- running them -----
 @pytest.fixture()
+def s3_env():
+    """The README's `s3://my-bucket/...` root: moto's S3 server on loopback, with that bucket."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
+                 aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket="my-bucket")
+    yield env
+    server.stop()
+
+
+@pytest.fixture()
 def user_files(tmp_path) -> dict[str, str]:
     """The files a user would have: a folder of videos and a manifest with captions."""
     from agents.video import write_video
@@ -135,8 +152,8 @@ def _stamp(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_every_readme_command_runs(user_files, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def test_every_readme_command_runs(user_files, s3_env, tmp_path):
+    env = {**os.environ, **s3_env, "PYTHONPATH": str(REPO)}
     env.pop("RAY_ADDRESS", None)
     stamp = _stamp(tmp_path)
     ran = []

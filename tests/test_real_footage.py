@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -87,11 +88,16 @@ def test_bad_utf8_lines_and_names_are_rejections_and_good_rows_go_in(footage, tm
     assert (key, reason) == ("file:cafe \\xe9.mp4", "invalid_utf8") and "not UTF-8" in detail
 
 
-def test_remote_paths_read_through_fsspec_or_name_the_missing_extra(footage, tmp_path):
+def test_remote_paths_read_through_fsspec_or_name_the_missing_extra(footage, tmp_path, monkeypatch):
     import functools
     import http.server
     import threading
 
+    import fsspec  # noqa: F401  (its registry module below)
+
+    # as on an install without the s3 extra (`make setup` installs it)
+    monkeypatch.setitem(sys.modules, "s3fs", None)
+    monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, "s3", raising=False)
     folder, _ = footage
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

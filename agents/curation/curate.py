@@ -4,15 +4,17 @@
 returns plain measurements. `Curator` runs it under the guard and turns measurements into kept
 clips and rejections; `drop_near_duplicates` then removes copies among the kept clips.
 
-Cost: the video is decoded once. PySceneDetect reads it for shot detection, and every frame it
-reads is also kept as a small grey analysis frame (`FrameStore`), from which the sampled frames
-are taken once the shots are known; only a shot longer than the store holds is decoded a second
-time, for its sampled frames alone. bench/ingest.py measures the ratio to a plain decode.
+Cost: the video is decoded once. Shot detection reads it (decoding and scaling in a thread ahead
+of the detector), and every frame it reads is kept in grey (`FrameStore`) until a cut closes its
+shot; then the frames the shot's clips sample are kept at analysis size and the rest dropped. Only
+frames past the store's limits (a very long shot) are decoded a second time, for the sampled
+frames alone. bench/ingest.py measures the ratio to a plain decode.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from agents.curation.filters import (
     check_video,
     measure,
     sample_pairs,
+    shrink_grey,
     to_analysis_grey,
 )
 from agents.curation.safe_decode import DecodeFailure, GuardedDecoder
@@ -41,6 +44,7 @@ from agents.curation.scenes import Span, SplitConfig, cut_windows, detect_shots
 from schemas import stable_id
 
 ANALYSE_ENTRY = "agents.curation.curate:analyse_video"
+PRELOAD_ENTRY = "agents.curation.curate:load_libraries"
 PROBE_ENTRY = "agents.curation.curate:probe_video"
 MATERIALIZE_ENTRY = "agents.curation.scenes:materialize"
 
@@ -131,6 +135,15 @@ def probe_video(path: str) -> VideoFacts:
     return VideoFacts(info.width, info.height, info.fps, info.num_frames)
 
 
+def load_libraries() -> None:
+    """Import what analysis needs (OpenCV, PySceneDetect, pHash's SciPy DCT: about 0.5 CPU-s),
+    once per worker when it starts rather than inside the first video's deadline."""
+    import numpy as np
+    import scenedetect  # noqa: F401
+
+    frame_hash(np.zeros((8, 8), np.uint8))  # imagehash imports SciPy on its first hash
+
+
 def analyse_video(path: str, config: dict, start: float | None = None, end: float | None = None) -> VideoAnalysis:
     """Split and measure one video (or its [start, end) seconds). Runs in the guarded worker."""
     from agents.video import VideoError
@@ -144,53 +157,89 @@ def analyse_video(path: str, config: dict, start: float | None = None, end: floa
     last = round(end * facts.fps) if end else None
     store = FrameStore()
     if cfg.split.enabled:
-        shots, _ = detect_shots(path, cfg.split, first, last, tap=store.add)
+        def close_shot(shot: Span) -> None:
+            store.close(_needed(_plan([shot], cfg)[1]), shot.end_frame)
+
+        shots, _ = detect_shots(path, cfg.split, first, last, tap=store.add, on_shot=close_shot)
     else:
         shots = [Span(first, last or facts.num_frames, facts.fps)]
     if not shots or shots[-1].end_frame - shots[0].start_frame < 2:
         raise VideoError("too_few_frames", f"fewer than 2 frames in {Path(path).name}")
     analysis = VideoAnalysis(facts)
-    wanted: dict[Span, tuple[list[tuple[int, int]], list[int]]] = {}
-    for span in cut_windows(shots, cfg.split.max_clip_seconds if cfg.split.enabled else None):
-        verdict = check_duration(span.duration, cfg.filters)
-        if verdict:
-            analysis.rejected.append((span, *verdict))
-        else:
-            pairs = sample_pairs(span.start_frame, span.end_frame, span.fps, cfg.filters)
-            wanted[span] = (pairs, hash_positions(span.start_frame, span.end_frame, cfg.dedup.hash_frames))
-    needed = {i for pairs, hashed in wanted.values() for pair in pairs for i in pair} | {i for _, h in wanted.values() for i in h}
+    analysis.rejected, wanted = _plan(shots, cfg)
+    needed = _needed(wanted)
     frames = store.take(needed)
     if needed - frames.keys():
         frames |= _read_grey(path, needed - frames.keys())
     gap = max(1, round(cfg.filters.pair_gap_s * facts.fps)) / facts.fps
+    complete = {}
     for span, (pairs, hashed) in wanted.items():
         if any(i not in frames for pair in pairs for i in pair) or any(i not in frames for i in hashed):
             analysis.rejected.append((span, "truncated_video", f"frames of {span.start:.2f}-{span.end:.2f} s do not decode"))
-            continue
+        else:
+            complete[span] = (pairs, hashed)
+
+    def measure_clip(item) -> ClipMeasure:
+        span, (pairs, hashed) = item
         features = measure([(frames[a], frames[b]) for a, b in pairs], gap, cfg.filters)
         hashes = tuple(frame_hash(frames[i]) for i in hashed) if cfg.dedup.enabled else ()
-        analysis.measured.append(ClipMeasure(span, features, hashes))
+        return ClipMeasure(span, features, hashes)
+
+    # Two threads: the optical flow (OpenCV) and the hashes release the GIL, so clips overlap.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        analysis.measured.extend(pool.map(measure_clip, complete.items()))
     return analysis
 
 
-class FrameStore:
-    """Grey analysis frames of the frames decoded for shot detection, up to `limit` of them
-    (about 14 KB each at 160x90: the default holds ten minutes of 24 fps footage in ~200 MB)."""
+Wanted = dict[Span, tuple[list[tuple[int, int]], list[int]]]  # clip -> (frame pairs, hashed frames)
 
-    def __init__(self, limit: int = 14_400):
-        self.limit = limit
+
+def _plan(shots: list[Span], cfg: CurationConfig) -> tuple[list[tuple[Span, str, str]], Wanted]:
+    """The clips of the shots: those the duration filter drops, and the frames each other one samples."""
+    rejected, wanted = [], {}
+    for span in cut_windows(shots, cfg.split.max_clip_seconds if cfg.split.enabled else None):
+        verdict = check_duration(span.duration, cfg.filters)
+        if verdict:
+            rejected.append((span, *verdict))
+        else:
+            pairs = sample_pairs(span.start_frame, span.end_frame, span.fps, cfg.filters)
+            wanted[span] = (pairs, hash_positions(span.start_frame, span.end_frame, cfg.dedup.hash_frames))
+    return rejected, wanted
+
+
+def _needed(wanted: Wanted) -> set[int]:
+    return {i for pairs, hashed in wanted.values() for i in [*(j for pair in pairs for j in pair), *hashed]}
+
+
+class FrameStore:
+    """Grey frames decoded for shot detection. A frame of the shot still open is kept at detection
+    size (~37 KB at 256x144, up to `open_limit`); when a cut closes the shot, only the frames its
+    clips sample are scaled to analysis size (~14 KB at 160x90, up to `limit`) and the rest dropped:
+    scaling every frame cost more than the detector. A frame past a limit is decoded again later."""
+
+    def __init__(self, limit: int = 14_400, open_limit: int = 5_400):
+        self.limit, self.open_limit = limit, open_limit
+        self.open: dict[int, object] = {}
         self.frames: dict[int, object] = {}
 
     def add(self, index: int, bgr, rotation: int) -> None:
-        if len(self.frames) < self.limit:
+        if len(self.open) < self.open_limit:
             import cv2
 
             from agents.video import upright
 
-            self.frames[index] = to_analysis_grey(upright(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), rotation))
+            self.open[index] = upright(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), rotation)
+
+    def close(self, wanted: set[int], end: int) -> None:
+        """The shot before frame `end` is closed: keep the wanted of its frames, drop the others."""
+        for index in [i for i in self.open if i < end]:
+            grey = self.open.pop(index)
+            if index in wanted and len(self.frames) < self.limit:
+                self.frames[index] = shrink_grey(grey)
 
     def take(self, wanted: set[int]) -> dict[int, object]:
-        return {i: self.frames[i] for i in wanted if i in self.frames}
+        found = {i: self.frames[i] for i in wanted if i in self.frames}
+        return found | {i: shrink_grey(self.open[i]) for i in wanted if i in self.open and i not in found}
 
 
 def _read_grey(path: str, wanted: set[int]) -> dict[int, object]:
@@ -207,7 +256,7 @@ class Curator:
         self.config = config
         self.analyse_entry = analyse_entry
         self.probe_entry = probe_entry
-        self.guard = GuardedDecoder(config.decode_timeout_s)
+        self.guard = GuardedDecoder(config.decode_timeout_s, preload=(PRELOAD_ENTRY,))
 
     def curate(self, path: str, video_hash: str, start: float | None = None, end: float | None = None) -> tuple[list[CuratedClip], list[Rejection]]:
         """Kept clips and rejections of one video; a video-level rejection has item_id ""."""

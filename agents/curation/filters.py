@@ -13,7 +13,7 @@ motion, letterbox, black frames) look at `samples` pairs of frames spread over t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,22 +57,31 @@ def sample_pairs(start_frame: int, end_frame: int, fps: float, config: FilterCon
 def to_analysis_grey(rgb: np.ndarray) -> np.ndarray:
     import cv2
 
-    height, width = rgb.shape[:2]
+    return shrink_grey(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+
+
+def shrink_grey(grey: np.ndarray) -> np.ndarray:
+    """A grey frame scaled to `ANALYSIS_WIDTH` pixels wide (area averaging)."""
+    import cv2
+
+    height, width = grey.shape[:2]
     size = (ANALYSIS_WIDTH, max(2, round(height * ANALYSIS_WIDTH / width)))
-    return cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
 
 
 def measure(pairs: list[tuple[np.ndarray, np.ndarray]], pair_gap_s: float, config: FilterConfig) -> ClipFeatures:
-    """Features of one clip from its (grey, grey) frame pairs."""
+    """Features of one clip from its (grey, grey) frame pairs; the camera estimate (optical flow,
+    the costly part) only for a clip the content filters keep."""
     firsts = [a for a, _ in pairs]
     black = [float(f.mean()) < config.black_level for f in firsts]
     lit = [f for f, is_black in zip(firsts, black, strict=False) if not is_black]
     motion = float(np.mean([np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() for a, b in pairs]))
     letterbox = float(np.median([bar_fraction(f, config.black_level) for f in lit])) if lit else 1.0
-    label, flow = (None, None)
-    if config.camera_motion:
+    features = ClipFeatures(round(motion, 4), round(letterbox, 4), sum(black) / len(black))
+    if config.camera_motion and check_content(features, config) is None:  # a dropped clip needs no flow
         label, flow = camera_motion(pairs, pair_gap_s, config.camera_static_speed)
-    return ClipFeatures(round(motion, 4), round(letterbox, 4), sum(black) / len(black), label, flow)
+        features = replace(features, camera_motion=label, camera_flow=flow)
+    return features
 
 
 def bar_fraction(grey: np.ndarray, black_level: int) -> float:

@@ -35,8 +35,9 @@ class DecodeFailure:
 class GuardedDecoder:
     """One long-lived worker process running decode entry points under a deadline."""
 
-    def __init__(self, timeout_s: float = 120.0):
+    def __init__(self, timeout_s: float = 120.0, preload: tuple[str, ...] = ()):
         self.timeout_s = timeout_s
+        self.preload = preload  # entries the worker runs once before it says ready (library imports)
         self._proc: subprocess.Popen | None = None
         self._recv: Connection | None = None
         self._send: Connection | None = None
@@ -83,7 +84,7 @@ class GuardedDecoder:
         child_recv, parent_send = os.pipe()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(_import_path()))
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "agents.curation.safe_decode", str(child_recv), str(child_send)],
+            [sys.executable, "-m", "agents.curation.safe_decode", str(child_recv), str(child_send), *self.preload],
             pass_fds=(child_recv, child_send),
             stdin=subprocess.DEVNULL,
             env=env,
@@ -139,10 +140,12 @@ def _answer(entry: str, args: tuple, kwargs: dict) -> tuple[str, Any]:
         return "error", ("decode_error", f"{type(err).__name__}: {err}"[:400])
 
 
-def serve(recv: Connection, send: Connection) -> None:
+def serve(recv: Connection, send: Connection, preload: list[str] | tuple[str, ...] = ()) -> None:
     """The worker loop: answer requests until the parent closes the pipe."""
     import av  # noqa: F401  (PyAV loaded before the first deadline starts)
 
+    for entry in preload:  # the libraries the entries need, loaded once per worker, not in a call's time
+        _answer(entry, (), {})  # a failure shows again, as a rejection, in the call that needs it
     send.send(("ready", None))
     while True:
         try:
@@ -153,4 +156,4 @@ def serve(recv: Connection, send: Connection) -> None:
 
 
 if __name__ == "__main__":
-    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
+    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False), sys.argv[3:])

@@ -4,13 +4,16 @@
 -- fail: rows_without_lineage > 0
 
 -- [summary]
-SELECT "table", count(*) AS rows,
-       count(*) FILTER (WHERE coalesce(trim(agent), '') = '' OR coalesce(trim(model), '') = ''
-                        OR coalesce(trim(model_revision), '') = '' OR coalesce(trim(prompt_version), '') = '') AS without_lineage
-FROM lineage GROUP BY ALL ORDER BY "table";
+-- lineage_counts (rows and tokens per table, agent, model, model_revision, prompt_version): a helper
+-- table engine/audit.py builds once per audit
+SELECT "table", sum(rows) AS rows,
+       coalesce(sum(rows) FILTER (WHERE coalesce(trim(agent), '') = '' OR coalesce(trim(model), '') = ''
+                                  OR coalesce(trim(model_revision), '') = '' OR coalesce(trim(prompt_version), '') = ''), 0)
+           AS without_lineage
+FROM lineage_counts GROUP BY ALL ORDER BY "table";
 
 -- [metric]
-SELECT count(*) AS rows_without_lineage FROM lineage
+SELECT coalesce(sum(rows), 0) AS rows_without_lineage FROM lineage_counts
 WHERE coalesce(trim(agent), '') = '' OR coalesce(trim(model), '') = ''
    OR coalesce(trim(model_revision), '') = '' OR coalesce(trim(prompt_version), '') = '';
 

@@ -5,23 +5,25 @@
 -- fail: letter_gap_points > 4
 
 -- [setup]
-CREATE OR REPLACE TEMP TABLE letter_counts AS
-SELECT c.category, l.letter, count(m.question_id) AS n
-FROM (SELECT DISTINCT category FROM mcqs WHERE len(options) = 4) c
-CROSS JOIN (VALUES ('A'), ('B'), ('C'), ('D')) l(letter)
-LEFT JOIN mcqs m ON m.category = c.category AND m.answer = l.letter AND len(m.options) = 4
-GROUP BY ALL;
+-- One pass over the questions; the summary and the metric read these few counts.
+CREATE OR REPLACE TEMP TABLE answer_counts AS
+SELECT len(options) AS options, category, answer, count(*) AS questions FROM mcqs GROUP BY ALL;
 
 -- [summary]
-WITH letters AS (SELECT len(options) AS options, category, answer, count(*) AS questions FROM mcqs GROUP BY ALL),
-overall AS (SELECT options, 'all' AS category, answer, sum(questions) AS questions FROM letters GROUP BY ALL)
+WITH overall AS (SELECT options, 'all' AS category, answer, sum(questions) AS questions FROM answer_counts GROUP BY ALL)
 SELECT options, category, answer, questions,
        round(100.0 * questions / sum(questions) OVER (PARTITION BY options, category), 1) AS share_points
-FROM (SELECT * FROM overall UNION ALL SELECT * FROM letters)
+FROM (SELECT * FROM overall UNION ALL SELECT * FROM answer_counts)
 ORDER BY options, category = 'all' DESC, category, answer;
 
 -- [metric]
-WITH overall AS (SELECT letter, sum(n) AS n FROM letter_counts GROUP BY letter),
+WITH letter_counts AS (
+    SELECT c.category, l.letter, coalesce(sum(a.questions), 0) AS n
+    FROM (SELECT DISTINCT category FROM answer_counts WHERE options = 4) c
+    CROSS JOIN (VALUES ('A'), ('B'), ('C'), ('D')) l(letter)
+    LEFT JOIN answer_counts a ON a.options = 4 AND a.category = c.category AND a.answer = l.letter
+    GROUP BY ALL
+), overall AS (SELECT letter, sum(n) AS n FROM letter_counts GROUP BY letter),
 stats AS (SELECT sum(n) AS total, max(abs(n - (SELECT sum(n) FROM overall) / 4.0)) AS dev FROM overall),
 categories AS (SELECT category, max(abs(n - total / 4.0)) / max(total) * 100 AS gap, max(total) AS total
                FROM (SELECT *, sum(n) OVER (PARTITION BY category) AS total FROM letter_counts) GROUP BY category)

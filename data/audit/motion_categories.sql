@@ -4,10 +4,11 @@
 -- warn: min_category_share < 0.1
 
 -- [setup]
+-- mcq_category_counts (category, questions, clips): a helper table engine/audit.py builds once per audit
 CREATE OR REPLACE TEMP TABLE motion_category_counts AS
-SELECT c.category, count(m.question_id) AS questions, count(DISTINCT m.clip_id) AS clips
+SELECT c.category, coalesce(m.questions, 0) AS questions, coalesce(m.clips, 0) AS clips
 FROM (VALUES ('MR'), ('LM'), ('CM'), ('MO'), ('AO'), ('RC')) c(category)
-LEFT JOIN mcqs m ON m.category = c.category GROUP BY ALL;
+LEFT JOIN mcq_category_counts m USING (category);
 
 -- [summary]
 SELECT category, questions, round(questions / greatest(1, sum(questions) OVER ()), 3) AS share, clips

@@ -5,14 +5,17 @@
 -- fail: total_cost_usd > 1000
 
 -- [summary]
-SELECT l.agent, l.model, count(*) AS rows, sum(coalesce(l.prompt_tokens, 0)) AS prompt_tokens,
-       sum(coalesce(l.completion_tokens, 0)) AS completion_tokens,
-       round(sum(coalesce(l.prompt_tokens, 0) * coalesce(p.input_per_1m, 0)
-             + coalesce(l.completion_tokens, 0) * coalesce(p.output_per_1m, 0)) / 1e6, 4) AS cost_usd
-FROM lineage l LEFT JOIN prices p ON p.model = l.model
-GROUP BY ALL ORDER BY cost_usd DESC, prompt_tokens DESC, l.agent, l.model;
+-- lineage_counts (rows and tokens per table, agent, model, model_revision, prompt_version): a helper
+-- table engine/audit.py builds once per audit; the prices apply per model
+WITH usage AS (SELECT agent, model, sum(rows) AS rows, sum(prompt_tokens) AS prompt_tokens,
+                      sum(completion_tokens) AS completion_tokens FROM lineage_counts GROUP BY ALL)
+SELECT u.agent, u.model, u.rows, u.prompt_tokens, u.completion_tokens,
+       round((u.prompt_tokens * coalesce(p.input_per_1m, 0) + u.completion_tokens * coalesce(p.output_per_1m, 0)) / 1e6, 4)
+           AS cost_usd
+FROM usage u LEFT JOIN prices p ON p.model = u.model
+ORDER BY cost_usd DESC, u.prompt_tokens DESC, u.agent, u.model;
 
 -- [metric]
-SELECT coalesce(sum(coalesce(l.prompt_tokens, 0) * coalesce(p.input_per_1m, 0)
-                    + coalesce(l.completion_tokens, 0) * coalesce(p.output_per_1m, 0)) / 1e6, 0) AS total_cost_usd
-FROM lineage l LEFT JOIN prices p ON p.model = l.model;
+SELECT coalesce(sum(u.prompt_tokens * coalesce(p.input_per_1m, 0) + u.completion_tokens * coalesce(p.output_per_1m, 0)) / 1e6, 0)
+           AS total_cost_usd
+FROM lineage_counts u LEFT JOIN prices p ON p.model = u.model;

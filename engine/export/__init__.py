@@ -84,6 +84,7 @@ class ExportView:
         self._exported_objects: list[dict] | None = None
         read = lambda t: self.store.read_table(t).to_pylist()  # noqa: E731
         self.clips = {c["clip_id"]: c for c in read("clips")}
+        self.store.sync_media(self.clips.values(), upload=False)  # a remote root's clip files, fetched once
         self.rejected_objects = {r["object_id"] for r in read("reviews") if r["verdict"] == "reject"}
         self.objects = {o["object_id"]: o for o in read("objects") if o["object_id"] not in self.rejected_objects}
         self.captions = [c for c in read("captions") if c["object_id"] not in self.rejected_objects]

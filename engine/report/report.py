@@ -12,6 +12,8 @@ from engine.audit import AuditDatabase, load_checks, run_check, worst
 from engine.output_folder import open_output_folder, output_path
 from engine.report.plots import render_plots
 from engine.report.previews import COLOURS, write_preview
+from engine.storage import is_remote
+from engine.store import DatasetStore
 
 HERE = Path(__file__).resolve().parent
 WRITTEN = ("index.html", "gallery.html", "checks", "plots", "previews", "static")  # everything under --to
@@ -19,22 +21,24 @@ WRITTEN = ("index.html", "gallery.html", "checks", "plots", "previews", "static"
 
 def build_report(root: str | Path, out: str | Path, clips: int = 12) -> Path:
     """Write the report for the dataset at `root` into `out`; returns the overview page."""
-    root, out = Path(root), open_output_folder(out)
+    address, out = str(root), open_output_folder(out)
+    store = DatasetStore(address, create=False) if is_remote(address) else None
+    root = store.root if store else Path(root)  # a remote root's clip files are decoded from local copies
     for name in WRITTEN:  # refuse symlinks leading out of `out` before anything is removed or written
         output_path(out, name)
     for folder in ("checks", "plots", "previews", "static"):
         shutil.rmtree(out / folder, ignore_errors=True)
     shutil.copytree(HERE / "static", out / "static")
-    db = AuditDatabase(root)
+    db = AuditDatabase(address)
     try:
         results = [run_check(db, check, examples=True) for check in load_checks()]
         plots = render_plots(db, out / "plots")
-        cards = _gallery_cards(db, root, out / "previews", clips)
+        cards = _gallery_cards(db, root, out / "previews", clips, store)
         rows = _table_rows(db)
     finally:
         db.close()
     env = _environment()
-    context = {"dataset": str(root.resolve()), "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    context = {"dataset": address if store else str(root.resolve()), "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                "overall": worst([r.status for r in results]), "results": results}
     _write(out / "index.html", env.get_template("index.html.jinja").render(**context, plots=plots, rows=rows))
     _write(out / "gallery.html", env.get_template("gallery.html.jinja").render(
@@ -74,7 +78,7 @@ def _table_rows(db) -> list[dict]:
 
 
 # ----- gallery -----
-def _gallery_cards(db, root: Path, folder: Path, limit: int) -> list[dict]:
+def _gallery_cards(db, root: Path, folder: Path, limit: int, store: DatasetStore | None = None) -> list[dict]:
     """Up to `limit` clips, those with objects first, each with its annotations and a preview."""
     folder.mkdir(parents=True, exist_ok=True)
     clips = db.query(
@@ -83,6 +87,8 @@ def _gallery_cards(db, root: Path, folder: Path, limit: int) -> list[dict]:
     ids = [c["clip_id"] for c in clips]
     if not ids:
         return []
+    if store is not None:
+        store.sync_media(clips, upload=False)
     objects = _by_clip(db, "SELECT object_id, clip_id, label, frame_indices, masks FROM objects "
                            "WHERE clip_id IN (SELECT unnest(?)) ORDER BY object_id", ids)
     captions = _by_clip(db, "SELECT c.clip_id, c.kind, c.text, o.label, c.agent FROM captions c LEFT JOIN objects o "
