@@ -109,11 +109,13 @@ def synthetic_table(table: str, clip_ids: list[str], per_clip: float, rng: rando
     if template is None:
         template = _TEMPLATES[(table, count)] = _generate(table, clip_ids, per_clip, rng, rle)
     key = TABLES[table].KEY
-    out = template.set_column(template.schema.get_field_index(key), key,
-                              pa.array([f"{rng.getrandbits(64):016x}" for _ in range(count)], pa.string()))
+    field = template.schema.field(key)  # the schema's own field (nullability too), as the engine writes it
+    out = template.set_column(template.schema.get_field_index(key), field,
+                              pa.array([f"{rng.getrandbits(64):016x}" for _ in range(count)], field.type))
     if "clip_id" in out.schema.names and table != "clips":
-        column = pa.array([clip_ids[i % len(clip_ids)] for i in range(count)], out.schema.field("clip_id").type)
-        out = out.set_column(out.schema.get_field_index("clip_id"), "clip_id", column)
+        field = out.schema.field("clip_id")
+        column = pa.array([clip_ids[i % len(clip_ids)] for i in range(count)], field.type)
+        out = out.set_column(out.schema.get_field_index("clip_id"), field, column)
     return out
 
 

@@ -241,8 +241,8 @@ class RunFacts:
                 if self.writers.get(table) and set(self.writers[table]) <= tiny}
 
 
-def read_run_facts(root: Path) -> RunFacts:
-    facts = RunFacts(commits=_commit_records(root))
+def read_run_facts(root: Path, store: DatasetStore | None = None) -> RunFacts:
+    facts = RunFacts(commits=_commit_records(root, store))
     path = root / "run.json"
     try:
         run = json.loads(path.read_text()) if path.is_file() else {}
@@ -275,15 +275,16 @@ def _names_tiny_model(config: Any) -> bool:
     return isinstance(config, str) and config.startswith("tiny:")
 
 
-def _commit_records(root: Path) -> list[dict[str, Any]]:
+def _commit_records(root: Path, store: DatasetStore | None = None) -> list[dict[str, Any]]:
     """Every current commit record (the index and the loose records since its last fold)."""
-    state = DatasetStore(root, create=False).state()
+    state = (store or DatasetStore(root, create=False)).state()
     return [r for shards in state.values() for r in shards.values() if not r.get("removed")]
 
 
-def snapshot(root: Path, skip: frozenset[str] = frozenset()) -> dict[str, TableVersion]:
-    """The current version of every table: files named by the commit records (extra folders: a glob)."""
-    store = DatasetStore(root, create=False)
+def snapshot(root: Path, skip: frozenset[str] = frozenset(), store: DatasetStore | None = None) -> dict[str, TableVersion]:
+    """The current version of every table: files named by the commit records (extra folders: a glob).
+    A store passed in is re-read only when its commit records changed on disk."""
+    store = store or DatasetStore(root, create=False)
     versions = {t: store.table_version(t, skip_damaged=True) for t in TABLES}  # damaged files: named by verify
     for version in versions.values():  # files a checksum found altered
         version.files = [f for f in version.files if f not in skip]
@@ -310,7 +311,8 @@ class AuditDatabase:
         self.con.execute("SET enable_external_file_cache = false")
         self.con.create_function("mask_area", _mask_area_arrow, [_RLE_TYPE], "BIGINT", type="arrow")
         self._register_prices(prices)
-        self.run = read_run_facts(self.root)
+        self.store = DatasetStore(self.root, create=False)  # one read of the commit index for the whole audit
+        self.run = read_run_facts(self.root, self.store)
         self._register_run(self.run)
         self.files: dict[str, list[str]] = {}
         self.versions: dict[str, TableVersion] = {}
@@ -320,7 +322,7 @@ class AuditDatabase:
 
     def refresh(self) -> None:
         """Re-read the tables' versions and rebuild every view."""
-        self.versions = self._pin(snapshot(self.root, self.skip))
+        self.versions = self._pin(snapshot(self.root, self.skip, self.store))
         self.files = {t: v.files + list(v.partial) for t, v in self.versions.items()}
         for table, version in self.versions.items():
             self.con.execute(view_sql(self.con, table, version))
@@ -458,14 +460,22 @@ def _link(src: Path, folder: Path) -> str | None:
 
 def _mask_area_arrow(masks: pa.Array) -> pa.Array:
     """The mask_area SQL function: pycocotools' area of each COCO RLE struct in a vector, in one call
-    for the whole vector (one call per mask cost most of the mask checks' time)."""
+    for the whole vector (one call per mask cost most of the mask checks' time). Sizes come out as
+    one numpy array and counts as bytes, not one Python list per mask."""
+    import numpy as np
     from pycocotools import mask as mask_utils
 
     masks = masks.combine_chunks() if isinstance(masks, pa.ChunkedArray) else masks
     valid = masks.is_valid().to_numpy(zero_copy_only=False)
-    sizes = masks.field("size").to_pylist()
-    counts = masks.field("counts").to_pylist()
-    rles = [{"size": sizes[i], "counts": counts[i].encode()} for i in range(len(masks)) if valid[i]]
+    kept = masks.filter(pa.array(valid)) if not valid.all() else masks
+    sizes_field = kept.field("size")
+    lengths = sizes_field.value_lengths().to_numpy(zero_copy_only=False)
+    if len(kept) and (lengths == 2).all():
+        sizes = sizes_field.flatten().to_numpy(zero_copy_only=False).reshape(-1, 2).tolist()
+    else:  # a size that is not [height, width]: let pycocotools judge each as before
+        sizes = sizes_field.to_pylist()
+    counts = kept.field("counts").cast(pa.binary()).to_pylist()
+    rles = [{"size": size, "counts": rle} for size, rle in zip(sizes, counts, strict=True)]
     # pycocotools' area() of a list fails from 256 items on (it counts them in a uint8): chunks of 255
     areas = iter([a for k in range(0, len(rles), 255) for a in mask_utils.area(rles[k : k + 255]).tolist()])
     return pa.array([next(areas) if ok else None for ok in valid], pa.int64())
