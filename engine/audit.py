@@ -462,7 +462,6 @@ def _mask_area_arrow(masks: pa.Array) -> pa.Array:
     """The mask_area SQL function: pycocotools' area of each COCO RLE struct in a vector, in one call
     for the whole vector (one call per mask cost most of the mask checks' time). Sizes come out as
     one numpy array and counts as bytes, not one Python list per mask."""
-    import numpy as np
     from pycocotools import mask as mask_utils
 
     masks = masks.combine_chunks() if isinstance(masks, pa.ChunkedArray) else masks
