@@ -3,9 +3,13 @@
 Reads `clips` and `objects`, writes `captions` (kinds `object_detailed` and `object_short`).
 For each object, `num_frames` of its mask frames (evenly spaced) are decoded, rendered with the
 configured visual prompt (`spotlight`, `trails` or `contour`, see agents.visual_prompts) and sent
-with the prompt; the prompt kind is part of the config fingerprint and of each row's
-`prompt_version` (`annotator.v1@<hash>+spotlight`). `save_prompt_frames` writes the rendered
-frames as PNGs (`<folder>/<clip_id>/<object_id>_<frame>.png`) for inspection.
+with the prompt: as one video with the frames' time stamps to a backend that takes video (Qwen-VL
+local or in vLLM), else as separate images. As in MotionSight, the visual prompt is drawn on every
+frame and the drawn frames are the video the model watches (not images beside it), so the model
+sees the spotlight or the trail move with the object along the clip's time axis. The prompt kind
+is part of the config fingerprint and of each row's `prompt_version`
+(`annotator.v1@<hash>+spotlight+video`). `save_prompt_frames` writes the rendered frames as PNGs
+(`<folder>/<clip_id>/<object_id>_<frame>.png`) for inspection.
 
 Rejections: `clip_missing` (object whose clip is not in the shard), the video reasons of
 agents.video (`truncated_video`, ...), `bad_mask` / `mask_size_mismatch` (undecodable masks or
@@ -23,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from agents.base import Batch, StageOutput
-from agents.chat_stage import Ask, ChatStage, ChatStageConfig
+from agents.chat_stage import Ask, ChatStage, ChatStageConfig, FrameSequence
 from agents.visual_prompts import PromptKind, blur_windows, render, to_image
 from schemas import CaptionRow, decode_mask, stable_id
 
@@ -62,7 +66,7 @@ class ObjectAnnotator(ChatStage):
             for position, (kind, text) in enumerate(
                 (("object_detailed", result.parsed.detailed), ("object_short", result.parsed.short))
             ):
-                lineage = self.lineage(result if position == 0 else None, f"+{self.config.visual_prompt}")
+                lineage = self.lineage(result if position == 0 else None, f"+{self.config.visual_prompt}{self.media}")
                 out.add("captions", CaptionRow.build(
                     lineage, caption_id=stable_id("caption", obj.object_id, kind), clip_id=obj.clip_id,
                     object_id=obj.object_id, kind=kind, text=text.strip() or "-", source=self.name,
@@ -89,11 +93,11 @@ class ObjectAnnotator(ChatStage):
         for obj in objects:
             if obj.object_id not in shown:
                 continue
-            frame_numbers, images = shown[obj.object_id]
+            frame_numbers, frames = shown[obj.object_id]
             if cfg.save_prompt_frames:
-                save_frames(Path(cfg.save_prompt_frames), obj, frame_numbers, images)
+                save_frames(Path(cfg.save_prompt_frames), obj, frame_numbers, frames.frames)
             messages = self.prompt.messages(
-                images=images, num_frames=len(images), label=obj.label,
+                **self.visual([frames]), num_frames=len(frame_numbers), label=obj.label,
                 visual_prompt_help=PROMPT_HELP[cfg.visual_prompt],
             )
             asks.append(Ask(obj.object_id, obj.clip_id, self.request(messages, AnnotatorAnswer), obj))
@@ -102,9 +106,9 @@ class ObjectAnnotator(ChatStage):
 
 def render_object_frames(
     batch: Batch, clip, objects, num_frames: int, kind: PromptKind, max_side: int, stage: str, out: StageOutput
-) -> dict[str, tuple[list[int], list]]:
-    """object_id -> (clip frame numbers, PIL images with the visual prompt drawn); objects whose
-    frames or masks cannot be used are rejection rows instead."""
+) -> dict[str, tuple[list[int], FrameSequence]]:
+    """object_id -> (clip frame numbers, the frames with the visual prompt drawn as PIL images and
+    their time stamps); objects whose frames or masks cannot be used are rejection rows instead."""
     from agents.video import VideoError
 
     picks = {o.object_id: sample(o.frame_indices, num_frames) for o in objects}
@@ -113,6 +117,7 @@ def render_object_frames(
         wanted = sorted({f for window in blur_windows(wanted) for f in window})
     try:
         frames = batch.read_frames(clip, wanted)
+        times = dict(zip(wanted, batch.frame_times(clip, wanted), strict=True))
     except Exception as err:  # read_frames maps decode errors; opening a non-video raises PyAV's own
         reason = err.reason if isinstance(err, VideoError) else "decode_error"
         for obj in objects:
@@ -137,7 +142,9 @@ def render_object_frames(
         windows = ([np.stack([by_index[w] for w in window]) for window in blur_windows([f for _, f in chosen])]
                    if kind == "trails" else None)
         drawn = render(kind, np.stack([by_index[f] for _, f in chosen]), masks, windows)
-        shown[obj.object_id] = ([f for _, f in chosen], [to_image(frame, max_side) for frame in drawn])
+        numbers = [f for _, f in chosen]
+        shown[obj.object_id] = (numbers, FrameSequence([to_image(frame, max_side) for frame in drawn],
+                                                       [times[f] for f in numbers]))
     return shown
 
 

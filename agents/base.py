@@ -116,6 +116,13 @@ class Batch:
         return read_clip_frames(self.resolve(clip.video_path), clip.fps, clip.num_frames, clip.frame_indices,
                                 start=clip.start, indices=indices)
 
+    def frame_times(self, clip: Any, indices: list[int]) -> list[float]:
+        """Seconds from the clip's first frame to each frame `read_frames` gives for `indices`
+        (frame time stamps in a variable-frame-rate video): a video input's time axis."""
+        from agents.video import clip_frame_times
+
+        return clip_frame_times(self.resolve(clip.video_path), clip.fps, clip.num_frames, indices, start=clip.start)
+
 
 @dataclass
 class StageOutput:

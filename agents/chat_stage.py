@@ -69,15 +69,25 @@ class Prompt:
     user: str
     version: str
 
-    def messages(self, images: list | None = None, **values: Any) -> list[dict[str, Any]]:
+    def messages(self, images: list | None = None, videos: list[FrameSequence] | None = None,
+                 **values: Any) -> list[dict[str, Any]]:
+        """System and user messages; each of `videos` becomes one video part (its frames and their
+        time stamps in seconds), then each of `images` an image part, then the text."""
         system = _template(self.system).render(**values).strip()
         user = _template(self.user).render(**values).strip()
-        if images:
-            content: Any = [{"type": "image", "image": image} for image in images]
-            content.append({"type": "text", "text": user})
-        else:
-            content = user
+        visual = [{"type": "video", "video": list(v.frames), "timestamps": list(v.times)} for v in videos or []]
+        visual += [{"type": "image", "image": image} for image in images or []]
+        content: Any = [*visual, {"type": "text", "text": user}] if visual else user
         return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+
+
+@dataclass(frozen=True)
+class FrameSequence:
+    """Frames of one clip in order (PIL images, a visual prompt may be drawn on them) and the
+    seconds from the clip's first frame to each (`Batch.frame_times`)."""
+
+    frames: list
+    times: list[float]
 
 
 @cache
@@ -155,6 +165,19 @@ class ChatStage(Stage):
             self.backend.state_dir = self._root / "_batches" / self.name
         if self.config.cache and not self._injected:
             self.backend = CachedChatBackend(self.backend, ResponseCache(self._root / "_cache" / "chat"), self.name)
+
+    def visual(self, sequences: list[FrameSequence]) -> dict[str, Any]:
+        """`Prompt.messages` arguments for frame sequences: one video part each (frames with time
+        stamps) when the backend takes video, else every frame as its own image. `video` tells the
+        prompt template which."""
+        if self.backend.takes_video:
+            return {"videos": sequences, "video": True}
+        return {"images": [f for s in sequences for f in s.frames], "video": False}
+
+    @property
+    def media(self) -> str:
+        """How frames reach the model, for the rows' prompt_version: "+video" or "+images"."""
+        return "+video" if self.backend.takes_video else "+images"
 
     @property
     def prompt_version(self) -> str:

@@ -13,6 +13,12 @@ follows MotionSight's zero-shot visual prompting with what exists at that point:
   but the objects' union box darkened, sent after the blurred ones;
 - the camera-motion estimate of the clip (`ClipRow.camera_motion`, from curation or ingest's
   estimate; exact for virtual scenes) in the text, as a hint the model checks against the frames.
+To a backend that takes video (Qwen-VL, local or in vLLM) the blurred moments go as one video with
+the moments' time stamps from the frame reader (frame times in a variable-frame-rate clip), and the
+spotlit moments as a second video with the same stamps: MotionSight draws its prompts on the
+video's frames and shows the model the drawn video, so the cue moves along the time axis the
+model's M-RoPE positions encode. Other backends get the same frames as separate images, the times
+written in the text.
 A second, object-spotlit pass after the Segmentor would cost a second VLM call per clip for a
 caption the Annotator already writes per object; the per-object captions cover that ground.
 
@@ -23,7 +29,8 @@ the benchmark that `eval` scores this stage on. Downstream, the Analyzer and the
 use these captions only where no other caption exists.
 
 Reads `clips` (and `objects` when present); writes `captions` (kind `motion`, source
-`motion_captioner`, token counts and lineage with `+blur` / `+blur+spotlight` in the prompt version).
+`motion_captioner`, token counts and lineage with `+blur` / `+blur+spotlight` and `+video` /
+`+images` in the prompt version).
 Rejections: the video reasons of agents.video (`truncated_video`, ...), `decode_error`, and the
 answer failures of agents.chat_stage (`parse_failed`, `api_error`).
 Example caption: "A red ball rolls from the left edge to the centre, then bounces twice; after it
@@ -38,7 +45,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from agents.base import Batch, StageOutput
-from agents.chat_stage import Ask, ChatStage, ChatStageConfig
+from agents.chat_stage import Ask, ChatStage, ChatStageConfig, FrameSequence
 from agents.visual_prompts import blur_windows, motion_blur, spotlight, to_image
 from schemas import CaptionRow, decode_mask, stable_id
 
@@ -109,19 +116,20 @@ class MotionCaptioner(ChatStage):
         needed = sorted({f for window in windows for f in window})
         try:
             frames = dict(zip(needed, batch.read_frames(clip, needed), strict=True))
+            times = batch.frame_times(clip, targets)
         except Exception as err:  # a decode failure costs this clip only
             reason = err.reason if isinstance(err, VideoError) else "decode_error"
             out.reject(self.name, clip.clip_id, reason, f"{type(err).__name__}: {err}", clip.clip_id)
             return None
-        images = [motion_blur(np.stack([frames[f] for f in w]), cfg.decay) for w in windows]
+        blurred = [motion_blur(np.stack([frames[f] for f in w]), cfg.decay) for w in windows]
         lit = spotlit(np.stack([frames[t] for t in targets]), targets, objects) if cfg.spotlight else None
-        cues = "+blur" + ("+spotlight" if lit is not None else "")
-        if lit is not None:
-            images += list(lit)
+        cues = "+blur" + ("+spotlight" if lit is not None else "") + self.media
+        shown = [FrameSequence([to_image(image, cfg.max_side) for image in drawn], times)
+                 for drawn in ([blurred, list(lit)] if lit is not None else [blurred])]
         messages = self.prompt.messages(
-            images=[to_image(image, cfg.max_side) for image in images], num_frames=len(targets),
+            **self.visual(shown), num_frames=len(targets),
             spotlight=lit is not None, camera=CAMERA_WORDS.get(clip.camera_motion or "", ""),
-            seconds=round(clip.duration, 1), times=[round(t / clip.fps, 1) for t in targets],
+            seconds=round(clip.duration, 1), times=[round(t, 1) for t in times],
             labels=sorted({o.label for o in objects}), caption=(clip.caption or "").strip(),
         )
         return Ask(clip.clip_id, clip.clip_id, self.request(messages, MotionCaptionAnswer), (clip, cues))

@@ -4,7 +4,8 @@ Reads `objects` and `captions`, writes `reviews`. Each object is reviewed once, 
 `object_detailed` caption (the `object_short` one when that is all there is).
 - `mode: llm`: the caption plus mask statistics (mean area, frames present, first and last box,
   distance travelled), for a text model;
-- `mode: vlm`: the caption plus `num_frames` frames with the mask outlined (needs `clips`).
+- `mode: vlm`: the caption plus `num_frames` frames with the mask outlined (needs `clips`), as one
+  video with the frames' time stamps to a backend that takes video, else as separate images.
 `accept_rule: verdict` accepts when the model says accept and its score reaches `min_score`;
 `accept_rule: score` accepts on the score alone (the tiny profile uses it with `min_score: 0`,
 so random weights still hand the Refiner work).
@@ -84,9 +85,9 @@ class MaskReviewer(ChatStage):
             if self.config.mode == "vlm" and obj.object_id not in images:
                 continue  # rejected while rendering
             caption = captions[obj.object_id]
-            shown = images[obj.object_id][1] if self.config.mode == "vlm" else None
+            visual = self.visual([images[obj.object_id][1]]) if self.config.mode == "vlm" else {}
             stats = mask_statistics(obj) if self.config.mode == "llm" else None
-            messages = self.prompt.messages(images=shown, label=obj.label, caption=caption.text, stats=stats)
+            messages = self.prompt.messages(**visual, label=obj.label, caption=caption.text, stats=stats)
             asks.append(Ask(obj.object_id, obj.clip_id, self.request(messages, ReviewAnswer), (obj, caption)))
         return asks
 
@@ -99,7 +100,7 @@ class MaskReviewer(ChatStage):
         if answer.verdict == "accept" and not accept:
             reason = f"score {answer.score:.2f} below {self.config.min_score:.2f}: {reason}"
         out.add("reviews", ReviewRow.build(
-            self.lineage(result, f"+{self.config.mode}"),
+            self.lineage(result, f"+{self.config.mode}" + (self.media if self.config.mode == "vlm" else "")),
             review_id=stable_id("review", obj.object_id, caption.caption_id), clip_id=obj.clip_id,
             object_id=obj.object_id, caption_id=caption.caption_id,
             verdict="accept" if accept else "reject", score=answer.score, reason=reason,

@@ -6,16 +6,23 @@ change in one motion fact. Questions only
 name objects the ground truth saw in the clip's sampled frames (all objects when the clip has no
 ground-truth rows). Which categories a scene can support, and what is skipped, is documented in
 `agents.virtual.questions`. Four-option answers are placed by the shard's letter rotation
-(`agents.answer_letters`). Non-virtual clips pass by; an unreadable scene is a rejection.
+(`agents.answer_letters`). An unreadable scene is a rejection.
+
+Clips that are not virtual (real footage) get one measured question: a camera-motion (CM) question
+whose answer is the clip's camera-motion estimate (`ClipRow.camera_motion`, optical flow fitted by
+curation or ingest, `agents.curation.filters.camera_motion`). It needs no model, so a folder of
+videos gets questions even where no caption model writes usable captions; `camera_questions: false`
+turns it off.
 """
 
 from __future__ import annotations
 
+import random
 from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from agents.answer_letters import balance_letters, shard_start
+from agents.answer_letters import LETTERS, balance_letters, shard_start
 from agents.base import Batch, Stage, StageConfig, StageOutput
 from agents.ground_truth import SOURCE, ground_truth_object_id
 from agents.preference_pairs import preference_pair
@@ -29,6 +36,9 @@ class TemplateWriterConfig(StageConfig):
     seed: int = Field(0, description="seeds distractor choice and option order")
     categories: list[McqCategory] = Field(
         default_factory=lambda: list(MOTION_CATEGORIES), description="MotionBench categories to write"
+    )
+    camera_questions: bool = Field(
+        True, description="a CM question on clips that are not virtual, answered by their camera-motion estimate"
     )
 
     @field_validator("categories")
@@ -45,16 +55,23 @@ class TemplateQuestionWriter(Stage[TemplateWriterConfig]):
     config_model: ClassVar[type[StageConfig]] = TemplateWriterConfig
     reads: ClassVar[tuple[str, ...]] = ("clips", "objects")
     writes: ClassVar[tuple[str, ...]] = ("mcqs", "preferences")
-    # 2: every question has four options; 3: letters by the shard rotation, preference pairs
-    version: ClassVar[str] = "3"
+    # 2: every question has four options; 3: letters by the shard rotation, preference pairs;
+    # 4: measured camera questions on real footage
+    version: ClassVar[str] = "4"
 
     def process_batch(self, batch: Batch) -> StageOutput:
         out = StageOutput()
         objects = batch.by_clip("objects")
         lineage = Lineage(agent=self.name, model="template", model_revision=TEMPLATE_VERSION,
                           prompt_version=TEMPLATE_VERSION)
+        measured = Lineage(agent=self.name, model="camera_motion_estimate", model_revision=MEASURED_VERSION,
+                           prompt_version=MEASURED_VERSION)
         for clip in batch.clips:
             if clip.source != SOURCE:
+                question = self._measured_camera(clip)
+                if question is not None:
+                    out.add("mcqs", self._row(clip, question, measured))
+                    out.counters["mcq_CM_measured"] += 1
                 continue
             try:
                 spec = scene_from_metadata(clip.metadata)
@@ -76,10 +93,16 @@ class TemplateQuestionWriter(Stage[TemplateWriterConfig]):
                     rejected=pair[1], error_type=pair[2]))
         return out
 
+    def _measured_camera(self, clip: ClipRow) -> TemplateQuestion | None:
+        if not self.config.camera_questions or "CM" not in [str(c) for c in self.config.categories]:
+            return None
+        return measured_camera_question(clip.camera_motion, self.config.seed, clip.clip_id)
+
     def _row(self, clip: ClipRow, q: TemplateQuestion, lineage: Lineage) -> McqRow:
         return McqRow.build(
             lineage,
-            question_id=stable_id("mcq", clip.clip_id, q.category, q.question, TEMPLATE_VERSION, self.config.seed),
+            question_id=stable_id("mcq", clip.clip_id, q.category, q.question, lineage.model_revision,
+                                  self.config.seed),
             clip_id=clip.clip_id,
             object_ids=[ground_truth_object_id(clip.clip_id, i) for i in q.object_indices],
             category=q.category, question=q.question, options=q.options, answer=q.answer,
@@ -92,3 +115,21 @@ def _visible(spec: SceneSpec, clip: ClipRow, rows: list) -> set[int] | None:
     ids = {ground_truth_object_id(clip.clip_id, o.index): o.index for o in spec.objects}
     found = {ids[r.object_id] for r in rows if r.source == SOURCE and r.object_id in ids}
     return found if any(r.source == SOURCE for r in rows) else None
+
+
+MEASURED_VERSION = "measured-camera.v1"
+# The estimate's labels (agents.curation.filters.camera_motion) as answer options.
+CAMERA_ANSWERS = {"static": "stays still", "pan_left": "pans left", "pan_right": "pans right",
+                  "tilt_up": "tilts up", "tilt_down": "tilts down", "zoom_in": "zooms in", "zoom_out": "zooms out"}
+
+
+def measured_camera_question(label: str | None, seed: int, clip_key: str) -> TemplateQuestion | None:
+    """A four-option CM question answered by a camera-motion estimate; None without an estimate."""
+    correct = CAMERA_ANSWERS.get(label or "")
+    if correct is None:
+        return None
+    rng = random.Random(int(stable_id("measured-camera", MEASURED_VERSION, seed, clip_key), 16))
+    options = [correct, *rng.sample(sorted(set(CAMERA_ANSWERS.values()) - {correct}), 3)]
+    rng.shuffle(options)
+    return TemplateQuestion(category="CM", question="How does the camera move during the video?", options=options,
+                            answer=LETTERS[options.index(correct)], evidence=f"measured camera motion: {label}")

@@ -271,3 +271,19 @@ def read_clip_frames(path: str | Path, fps: float, num_frames: int, frame_indice
         raise VideoError("frame_out_of_clip", f"frames {outside[:5]} are outside the clip's {num_frames} frames")
     offset = clip_frame_offset(path, start, fps)
     return read_frames(path, [offset + i for i in wanted])
+
+
+def clip_frame_times(path: str | Path, fps: float, num_frames: int, indices: Sequence[int], *,
+                     start: float | None = None) -> list[float]:
+    """Seconds from a clip's first frame to each of its frames at clip-relative `indices`, as
+    `read_clip_frames` finds them: by packet time stamps in a variable-frame-rate file (from the
+    span's first frame when the clip is a span), by `index / fps` at a constant rate."""
+    wanted = [int(i) for i in indices]
+    outside = [i for i in wanted if not 0 <= i < num_frames]
+    if outside:
+        raise VideoError("frame_out_of_clip", f"frames {outside[:5]} are outside the clip's {num_frames} frames")
+    times = _variable_frame_times(str(path))
+    offset = clip_frame_offset(path, start, fps)
+    if times is None or offset + max(wanted, default=0) >= len(times):
+        return [i / fps for i in wanted]
+    return [round(times[offset + i] - times[offset], 6) for i in wanted]

@@ -38,7 +38,7 @@ def test_each_object_gets_detailed_and_short_captions_with_its_prompt(scene, tmp
     assert sorted((r.object_id, r.kind) for r in rows) == sorted(
         (o.object_id, k) for o in objects for k in ("object_detailed", "object_short"))
     assert validate_rows("captions", rows, "annotator")[1] == []
-    assert all(r.prompt_version.endswith("+spotlight") and r.source == "annotator" for r in rows)
+    assert all(r.prompt_version.endswith("+spotlight+images") and r.source == "annotator" for r in rows)
     request = backend.requests[0]
     images = [p["image"] for p in request.messages[-1]["content"] if p["type"] == "image"]
     assert len(images) == 3
@@ -57,7 +57,7 @@ def test_visual_prompt_kind_changes_fingerprint_and_lineage(scene):
     outline = ObjectAnnotator({"visual_prompt": "contour"}, backend=ScriptedChatBackend(lambda r: GOOD))
     assert spot.fingerprint() != outline.fingerprint()
     rows = outline(_batch(root, clip, objects[:1])).rows["captions"]
-    assert rows[0].prompt_version.endswith("+contour")
+    assert rows[0].prompt_version.endswith("+contour+images")
     assert rows[0].caption_id == spot(_batch(root, clip, objects[:1])).rows["captions"][0].caption_id
 
 

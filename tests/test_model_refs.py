@@ -181,3 +181,20 @@ def test_a_run_with_a_retired_api_model_stops_before_any_work(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "gpt-4o" in error and "retired" in error and error.count("\n") == 1
     assert not list((tmp_path / "ds").glob("*/*.parquet"))
+
+
+def test_a_tiny_build_made_by_other_code_or_transformers_is_not_reused(monkeypatch):
+    """A tiny build cached by an older builder (say, a chat template without video markers) would
+    fail at the first request: the folder name carries the builders' code and transformers version."""
+    import importlib.metadata
+
+    from agents.backends import models
+
+    today = models.tiny_folder("qwen2.5-vl", 0)
+    models._builders_fingerprint.cache_clear()
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.0.other")
+    try:
+        assert models.tiny_folder("qwen2.5-vl", 0) != today
+    finally:
+        models._builders_fingerprint.cache_clear()
+    assert today.parent == models.cache_root() / "tiny" and today.name.startswith("qwen2.5-vl-seed0-")

@@ -53,7 +53,7 @@ def test_captionless_clips_get_a_motion_caption_from_blurred_consecutive_frames(
                                                                             "motion_captioner", KNOWN)
     assert row.caption_id == motion_caption_id(bare.clip_id)
     assert (row.agent, row.model, row.model_revision) == ("motion_captioner", "vlm-test", "r7")
-    assert row.prompt_version.startswith("motion_captioner.v1@") and row.prompt_version.endswith("+blur")
+    assert row.prompt_version.startswith("motion_captioner.v1@") and row.prompt_version.endswith("+blur+images")
     assert row.prompt_tokens > 0 and row.completion_tokens > 0
     assert validate_rows("captions", [row], "t")[1] == []
     assert out.counters["skipped_has_caption"] == 1
@@ -89,7 +89,7 @@ def test_objects_of_the_clip_add_spotlit_frames(tmp_path):
                           boxes=[mask_box(r) for r in rles], score=1.0, source="virtual")
     stage, backend = _captioner()
     out = stage(Batch(root=tmp_path, tables={"clips": [clip], "objects": [obj]}))
-    assert out.rows["captions"][0].prompt_version.endswith("+blur+spotlight")
+    assert out.rows["captions"][0].prompt_version.endswith("+blur+spotlight+images")
     images = _images(backend.requests[0])
     assert len(images) == 4 and "red square" in _text(backend.requests[0])
     lit = np.asarray(images[2]).astype(int)

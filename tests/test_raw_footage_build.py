@@ -62,7 +62,8 @@ def test_every_clip_gets_a_motion_caption_objects_and_four_option_questions(buil
     mcqs = tables["mcqs"]
     assert {q["clip_id"] for q in mcqs} == ids
     assert all(len(q["options"]) == 4 and q["answer"] in "ABCD" for q in mcqs)
-    assert {q["caption_id"] for q in mcqs} <= {c["caption_id"] for c in motion}
+    written = [q for q in mcqs if q["source"] == "llm"]
+    assert {q["caption_id"] for q in written} <= {c["caption_id"] for c in motion}
     for clip in clips.values():  # every clip has a camera-motion estimate, so a camera question
         assert {"MR", "MO", "CM"} <= {q["category"] for q in mcqs if q["clip_id"] == clip["clip_id"]}
     assert clips["pan.mp4"]["camera_motion"] == "pan_right"
@@ -76,3 +77,16 @@ def test_objects_are_in_upright_coordinates(built):
     clip = next(c for c in tables["clips"] if c["source_key"] == "file:rotated.mp4")
     objects = [o for o in tables["objects"] if o["clip_id"] == clip["clip_id"]]
     assert objects and all(m["size"] == [128, 96] for o in objects for m in o["masks"])
+
+
+def test_every_clip_gets_a_camera_question_answered_by_its_measured_camera_motion(built):
+    """No model needed: the template writer asks how the camera moves and answers with the estimate."""
+    from agents.template_writer import CAMERA_ANSWERS
+
+    _, tables, _ = built
+    measured = {q["clip_id"]: q for q in tables["mcqs"] if q["model"] == "camera_motion_estimate"}
+    assert set(measured) == {c["clip_id"] for c in tables["clips"]}
+    for clip in tables["clips"]:
+        q = measured[clip["clip_id"]]
+        assert q["category"] == "CM" and q["source"] == "template" and len(set(q["options"])) == 4
+        assert q["options"]["ABCD".index(q["answer"])] == CAMERA_ANSWERS[clip["camera_motion"]]

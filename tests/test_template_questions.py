@@ -209,3 +209,13 @@ def test_preference_pairs_from_ground_truth_questions(dataset):
         assert pair.chosen.rstrip(".").lower() == q.options["ABCD".index(q.answer)].lower()
         assert pair.rejected != pair.chosen and pair.error_type.startswith("wrong_")
     assert {p.error_type for p in pairs} >= {"wrong_direction", "wrong_object", "wrong_count"}
+
+
+def test_a_measured_camera_question_has_four_options_and_the_estimate_as_answer():
+    from agents.template_writer import CAMERA_ANSWERS, measured_camera_question
+
+    for label, words in CAMERA_ANSWERS.items():
+        q = measured_camera_question(label, 0, f"clip-{label}")
+        assert q.category == "CM" and len(set(q.options)) == 4 and q.options["ABCD".index(q.answer)] == words
+        assert q == measured_camera_question(label, 0, f"clip-{label}")  # deterministic
+    assert measured_camera_question(None, 0, "c") is None and measured_camera_question("shaky", 0, "c") is None

@@ -101,6 +101,10 @@ class CachedChatBackend(ChatBackend):
     def setup(self) -> None:
         self.inner.setup()
 
+    @property
+    def takes_video(self) -> bool:
+        return self.inner.takes_video
+
     def teardown(self) -> None:
         self.inner.teardown()
         self.cache.close()

@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 @dataclass
 class ChatRequest:
-    messages: list[dict[str, Any]]  # OpenAI chat format; image parts: {"type": "image", "image": PIL}
+    # OpenAI chat format; image parts {"type": "image", "image": PIL}, video parts
+    # {"type": "video", "video": [PIL], "timestamps": [seconds]} (only to a backend that `takes_video`)
+    messages: list[dict[str, Any]]
     response_model: type[BaseModel] | None = None
     max_tokens: int = 512
     temperature: float = 0.0
@@ -65,6 +67,10 @@ class ChatBackend(ABC):
 
     model: str
     revision: str = "main"
+    # A `{"type": "video", "video": [PIL frames], "timestamps": [seconds]}` part reaches the model
+    # as one video with its time axis (Qwen-VL, local or in vLLM); stages send separate images to
+    # a backend without it. Known after `setup()`.
+    takes_video: bool = False
 
     def setup(self) -> None:
         """Load the model or open the client; called once per actor."""
@@ -131,10 +137,12 @@ def extract_json(text: str) -> Any | None:
 class ScriptedChatBackend(ChatBackend):
     """A fake at the model boundary for tests: answers come from a function of the request."""
 
-    def __init__(self, answer: Callable[[ChatRequest], str], model: str = "scripted", revision: str = "test"):
+    def __init__(self, answer: Callable[[ChatRequest], str], model: str = "scripted", revision: str = "test",
+                 takes_video: bool = False):
         self.answer = answer
         self.model = model
         self.revision = revision
+        self.takes_video = takes_video
         self.requests: list[ChatRequest] = []
 
     def chat_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
@@ -150,7 +158,7 @@ class ScriptedChatBackend(ChatBackend):
 
 
 def _digestable(messages: list[dict[str, Any]]) -> Any:
-    """Messages with images replaced by a hash of their pixels, so the digest is stable."""
+    """Messages with images (and video frames) replaced by a hash of their pixels, so the digest is stable."""
     out = []
     for message in messages:
         content = message.get("content")
@@ -160,6 +168,11 @@ def _digestable(messages: list[dict[str, Any]]) -> Any:
                 if part.get("type") == "image" and hasattr(part.get("image"), "tobytes"):
                     image = part["image"]
                     parts.append({"type": "image", "sha": hashlib.sha256(image.tobytes()).hexdigest()})
+                elif part.get("type") == "video" and isinstance(part.get("video"), list):
+                    frames = hashlib.sha256()
+                    for frame in part["video"]:
+                        frames.update(frame.tobytes())
+                    parts.append({"type": "video", "sha": frames.hexdigest(), "timestamps": part.get("timestamps")})
                 else:
                     parts.append(part)
             out.append({**message, "content": parts})

@@ -63,6 +63,9 @@ class LocalChatBackend(ChatBackend):
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         torch.manual_seed(self.cfg.seed)
         self._kind = "qwen_vl" if model_type in QWEN_VL_TYPES else "processor" if model_type == "internvl" else "text"
+        # Qwen-VL takes a clip as one video (qwen_vision: the video patch layout, M-RoPE time axis).
+        # InternVL-hf gets separate images: its video path is its processor's, which needs torchvision.
+        self.takes_video = self._kind == "qwen_vl"
         self._load(path, dtype)
         self._model.to(self.device).eval()
         self._grammars = None

@@ -30,6 +30,7 @@ from pathlib import Path
 TinyBuilder = Callable[[Path, int], None]  # (output folder, seed) -> writes a save_pretrained folder
 _TINY: dict[str, TinyBuilder] = {}
 MODEL_MAP_ENV = "VDE_MODEL_MAP"
+TINY_MODULES = ("tiny_vision", "tiny_chat")  # the modules that register tiny builders
 ALLOW_DOWNLOAD_ENV = "VDE_ALLOW_DOWNLOAD"
 
 
@@ -119,7 +120,7 @@ def _build_tiny(name: str, seed: int) -> Path:
     _load_tiny_builders()
     if name not in _TINY:
         raise ModelNotFound(f"no tiny model named {name!r}; known: {', '.join(sorted(_TINY)) or 'none'}")
-    folder = cache_root() / "tiny" / f"{name}-seed{seed}"
+    folder = tiny_folder(name, seed)
     if (folder / ".complete").exists():
         return folder
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
@@ -135,11 +136,28 @@ def _build_tiny(name: str, seed: int) -> Path:
     return folder
 
 
+def tiny_folder(name: str, seed: int) -> Path:
+    """Where a tiny build lives. The name carries a fingerprint of the builders' code and the
+    transformers version, so a build cached by older code (whose config or chat template may lack
+    what today's backends need) is never reused."""
+    return cache_root() / "tiny" / f"{name}-seed{seed}-{_builders_fingerprint()}"
+
+
+@cache
+def _builders_fingerprint() -> str:
+    import hashlib
+    from importlib.metadata import version
+
+    here = Path(__file__).parent
+    code = b"".join((here / f"{module}.py").read_bytes() for module in TINY_MODULES)
+    return hashlib.sha256(code + version("transformers").encode()).hexdigest()[:10]
+
+
 def _load_tiny_builders() -> None:
     """Import the modules that register tiny builders (they import torch, so only on demand)."""
     import importlib
 
-    for module in ("agents.backends.tiny_vision", "agents.backends.tiny_chat"):
+    for module in (f"agents.backends.{name}" for name in TINY_MODULES):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:
@@ -197,7 +215,7 @@ def describe_model(use: ModelUse) -> Where:
     ref = mapped(use.ref)
     via = f"{use.ref} -> " if ref != use.ref else ""
     if ref.startswith("tiny:"):
-        folder = cache_root() / "tiny" / f"{ref.removeprefix('tiny:')}-seed{use.seed}"
+        folder = tiny_folder(ref.removeprefix("tiny:"), use.seed)
         built = (folder / ".complete").exists()
         return Where(f"{via}tiny build {folder}{'' if built else ' (built on first use)'}", True)
     if Path(ref).expanduser().is_dir():

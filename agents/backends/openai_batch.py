@@ -161,14 +161,23 @@ class OpenAIBatchBackend(ChatBackend):
 
 
 def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Our messages with PIL image parts turned into data URLs, as the OpenAI API takes them."""
+    """Our messages with PIL image parts turned into data URLs, as the OpenAI API takes them; a
+    video part becomes its frames as images (the API has no video part)."""
     out = []
     for message in messages:
         content = message.get("content")
         if isinstance(content, list):
-            content = [_image_part(p) if p.get("type") == "image" else p for p in content]
+            content = [wire for p in content for wire in _wire_parts(p)]
         out.append({**message, "content": content})
     return out
+
+
+def _wire_parts(part: dict) -> list[dict]:
+    if part.get("type") == "image":
+        return [_image_part(part)]
+    if part.get("type") == "video" and isinstance(part.get("video"), list):
+        return [_image_part({"image": frame}) for frame in part["video"]]
+    return [part]
 
 
 def _image_part(part: dict) -> dict:

@@ -37,6 +37,13 @@ RETRY_AFTER_CEILING_S = 120.0  # a server asking for longer than this is treated
 
 
 class OpenAIChatBackend(ChatBackend):
+    # The OpenAI chat protocol has no video part: clips go as image_url frames, which every
+    # OpenAI-compatible server reads. vLLM's server adds a `video_url` part, but it takes an encoded
+    # video file (a URL or a data:video/mp4 URL) that vLLM decodes and re-samples by its own frame
+    # policy, so the frames and time stamps chosen here would not be what the model sees; the
+    # in-process vLLM backend (`backend: vllm`) takes the frames with their time stamps instead.
+    takes_video = False
+
     def __init__(self, cfg: ChatModelConfig):
         self.cfg = cfg
         self.model = cfg.model
@@ -262,7 +269,8 @@ def retry_after_seconds(response) -> float | None:
 
 
 def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
-    """PIL image parts become base64 data URLs; everything else passes through."""
+    """PIL image parts become base64 data URLs, a video part its frames as images (the protocol has
+    no video part, see OpenAIChatBackend); everything else passes through."""
     content = message.get("content")
     if not isinstance(content, list):
         return message
@@ -270,6 +278,8 @@ def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
     for part in content:
         if part.get("type") == "image" and hasattr(part.get("image"), "save"):
             parts.append({"type": "image_url", "image_url": {"url": image_data_url(part["image"])}})
+        elif part.get("type") == "video" and isinstance(part.get("video"), list):
+            parts.extend({"type": "image_url", "image_url": {"url": image_data_url(f)}} for f in part["video"])
         else:
             parts.append(part)
     return {**message, "content": parts}

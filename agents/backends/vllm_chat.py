@@ -29,6 +29,7 @@ from agents.backends.chat import (
     json_schema,
     parse_answer,
 )
+from agents.backends.local_chat import QWEN_VL_TYPES
 
 
 class EngineSteps:
@@ -77,6 +78,9 @@ class VllmChatBackend(ChatBackend):
 
         path = resolve_model(self.cfg.model, self.cfg.revision, self.cfg.seed)
         self._path = path
+        # Qwen-VL in vLLM takes frames plus their time stamps as one video (`_video`); other models
+        # get separate images, which every vLLM vision model reads.
+        self.takes_video = _model_type(path) in QWEN_VL_TYPES
         self._tokenizer = AutoTokenizer.from_pretrained(path)
         self._json_options = JSON_OPTIONS
         self._loop = asyncio.new_event_loop()
@@ -170,6 +174,13 @@ def _video(frames: list, timestamps: list[float] | None) -> tuple[Any, dict[str,
     metadata = {"fps": fps, "total_num_frames": len(frames), "duration": span + 1 / fps,
                 "frames_indices": [round((t - times[0]) * fps) for t in times], "video_backend": "pyav"}
     return array, metadata
+
+
+def _model_type(path) -> str:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(path) / "config.json").read_text()).get("model_type", "")
 
 
 def _has_cuda() -> bool:

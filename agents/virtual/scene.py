@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-RENDERER_VERSION = "virtual-1"
+RENDERER_VERSION = "virtual-2"  # 2: every scene holds an ordered two-action sequence
 
 SHAPES = ("circle", "square", "triangle", "star", "rectangle")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -208,7 +208,9 @@ def sample_scene(
     sequence of two actions) and the camera kind (static, pan, zoom) from two coprime cycles, so
     any 12 consecutive indices hold every pairing; the seeded generator picks everything else. No
     two objects share a colour, or an action key (e.g. two objects never both move left), so a
-    question naming an action has one answer.
+    question naming an action has one answer. Every scene holds an ordered sequence: when the main
+    object's scenario is not one, the second object performs two actions in turn, so action-order
+    questions are as common as the other categories (MotionBench weighs its six categories alike).
     """
     rng = np.random.default_rng([seed, index])
     num_frames = max(8, round(fps * seconds))
@@ -223,8 +225,9 @@ def sample_scene(
     colours = [str(c) for c in rng.choice(list(COLOURS), n_objects, replace=False)]
     used_keys: set[str] = set()
     plans = [_primary_actions(rng, SCENARIOS[index % len(SCENARIOS)], num_frames, scale, used_keys)]
+    ordered = len(plans[0]) >= 2
     for i in range(1, n_objects):
-        plans.append(_secondary_actions(rng, i, num_frames, scale, used_keys))
+        plans.append(_secondary_actions(rng, i, num_frames, scale, used_keys, sequence=i == 1 and not ordered))
     objects: list[SceneObject] = []
     for i, actions in enumerate(plans):
         spins = any(a.kind == "spin" for a in actions)
@@ -277,15 +280,16 @@ def _primary_actions(rng, scenario: str, num_frames: int, scale: float, used: se
     return [_action(rng, kind, start, end, scale, used)]
 
 
-def _secondary_actions(rng, position: int, num_frames: int, scale: float, used: set[str]) -> list[Action]:
-    acts = rng.random() < (0.7 if position == 1 else 0.35)
-    if not acts:
-        return []
-    if position == 1 and rng.random() < 0.3:
+def _secondary_actions(rng, position: int, num_frames: int, scale: float, used: set[str],
+                       sequence: bool = False) -> list[Action]:
+    """A secondary object's actions; `sequence`: two in turn (one action leaves two kinds free)."""
+    if sequence:
         kinds = _free_kinds(rng, 2, used)
         mid = num_frames // 2
         spans = [(1, mid - 1), (mid + 1, num_frames - 1)]
-        return [_action(rng, k, s, e, scale, used) for k, (s, e) in zip(kinds, spans, strict=False)]
+        return [_action(rng, k, s, e, scale, used) for k, (s, e) in zip(kinds, spans, strict=True)]
+    if rng.random() >= (0.7 if position == 1 else 0.35):
+        return []
     kinds = _free_kinds(rng, 1, used)
     length = int(rng.integers(int(0.4 * num_frames), int(0.8 * num_frames) + 1))
     start = int(rng.integers(0, max(1, num_frames - 1 - length)))
