@@ -266,10 +266,11 @@ def _load_yaml(path: Path) -> Any:
     return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
-def read_run_facts(root: str | Path) -> RunFacts:
-    facts = RunFacts(commits=_commit_records(root))
+def read_run_facts(root: str | Path, store: DatasetStore | None = None) -> RunFacts:
+    store = store or DatasetStore(root, create=False)
+    facts = RunFacts(commits=_commit_records(root, store))
     try:
-        run = DatasetStore(root, create=False).read_run_config() or {}
+        run = store.read_run_config() or {}
     except (OSError, ValueError, UserError):
         run = {}
     stages = run.get("stages") or {}
@@ -299,15 +300,17 @@ def _names_tiny_model(config: Any) -> bool:
     return isinstance(config, str) and config.startswith("tiny:")
 
 
-def _commit_records(root: str | Path) -> list[dict[str, Any]]:
+def _commit_records(root: str | Path, store: DatasetStore | None = None) -> list[dict[str, Any]]:
     """Every current commit record (the index and the loose records since its last fold)."""
-    state = DatasetStore(root, create=False).state()
+    state = (store or DatasetStore(root, create=False)).state()
     return [r for shards in state.values() for r in shards.values() if not r.get("removed")]
 
 
-def snapshot(root: str | Path, skip: frozenset[str] = frozenset()) -> dict[str, TableVersion]:
-    """The current version of every table: files named by the commit records (extra folders: a glob)."""
-    store = DatasetStore(root, create=False)
+def snapshot(root: str | Path, skip: frozenset[str] = frozenset(),
+             store: DatasetStore | None = None) -> dict[str, TableVersion]:
+    """The current version of every table: files named by the commit records (extra folders: a glob).
+    A store passed in is re-read only when its commit records changed on disk."""
+    store = store or DatasetStore(root, create=False)
     versions = {t: store.table_version(t, skip_damaged=True) for t in TABLES}  # damaged files: named by verify
     for version in versions.values():  # files a checksum found altered
         version.files = [f for f in version.files if f not in skip]
@@ -342,7 +345,8 @@ class AuditDatabase:
         self.con.execute("SET enable_external_file_cache = false")
         self.con.create_function("mask_area", _mask_area_arrow, [_RLE_TYPE], "BIGINT", type="arrow")
         self._register_prices(prices)
-        self.run = read_run_facts(self.address)
+        self.store = DatasetStore(self.address, create=False)  # one read of the commit index for the whole audit
+        self.run = read_run_facts(self.address, self.store)
         self._register_run(self.run)
         self.files: dict[str, list[str]] = {}
         self.versions: dict[str, TableVersion] = {}
@@ -352,7 +356,7 @@ class AuditDatabase:
 
     def refresh(self) -> None:
         """Re-read the tables' versions and rebuild every view."""
-        versions = snapshot(self.address, self.skip)
+        versions = snapshot(self.address, self.skip, self.store)
         self.versions = versions if self.remote else self._pin(versions)
         self.files = {t: v.files + list(v.partial) for t, v in self.versions.items()}
         for table, version in self.versions.items():
@@ -501,16 +505,22 @@ def _link(src: Path, folder: Path) -> str | None:
 
 def _mask_area_arrow(masks: pa.Array) -> pa.Array:
     """The mask_area SQL function: pycocotools' area of each COCO RLE struct in a vector, in one call
-    per 255 masks (one call per mask, or a Python step per mask, cost most of the mask checks' time)."""
+    for the whole vector in chunks (one call per mask cost most of the mask checks' time). Sizes come
+    out as one numpy array and counts as bytes, not one Python list per mask."""
     import numpy as np
     from pycocotools import mask as mask_utils
 
     masks = masks.combine_chunks() if isinstance(masks, pa.ChunkedArray) else masks
     valid = np.asarray(masks.is_valid().to_numpy(zero_copy_only=False), bool)
-    kept = masks.filter(pa.array(valid))
-    sizes = kept.field("size").flatten().to_numpy(zero_copy_only=False).reshape(-1, 2).tolist()  # [h, w] each
-    rles = [{"size": size, "counts": text.encode()}
-            for size, text in zip(sizes, kept.field("counts").to_pylist(), strict=True)]
+    kept = masks.filter(pa.array(valid)) if not valid.all() else masks
+    sizes_field = kept.field("size")
+    lengths = sizes_field.value_lengths().to_numpy(zero_copy_only=False)
+    if len(kept) and (lengths == 2).all():
+        sizes = sizes_field.flatten().to_numpy(zero_copy_only=False).reshape(-1, 2).tolist()
+    else:  # a size that is not [height, width]: let pycocotools judge each as before
+        sizes = sizes_field.to_pylist()
+    counts = kept.field("counts").cast(pa.binary()).to_pylist()
+    rles = [{"size": size, "counts": rle} for size, rle in zip(sizes, counts, strict=True)]
     areas = np.zeros(len(masks), np.int64)
     if rles:
         # pycocotools' area() of a list fails from 256 items on (it counts them in a uint8): chunks of 255

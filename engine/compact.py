@@ -224,8 +224,9 @@ def _write_parts(store: DatasetStore, table: str, pieces, txn_dir: Path, target_
         placed[key] = f"{rel}#{info['rows']}:{rows.num_rows}"
         info["rows"] += rows.num_rows
         pending.append(rows.cast(schema))
-        if sum(t.num_rows for t in pending) >= ROW_GROUP_ROWS:
+        if info["rows"] - info.setdefault("flushed", 0) >= ROW_GROUP_ROWS:  # no re-count of pending per piece
             _flush(writer, pending)
+            info["flushed"] = info["rows"]
         if handle.tell() >= target_bytes:
             out.append(_close(part, txn_dir))
             part = None
@@ -248,6 +249,7 @@ def _close(part, txn_dir: Path):
     handle.flush()
     os.fsync(handle.fileno())
     handle.close()
+    info.pop("flushed", None)
     info["size"] = os.path.getsize(txn_dir / rel)
     info["sha256"] = file_sha256(txn_dir / rel)
     return rel, info, placed

@@ -479,8 +479,9 @@ def test_strict_fails_on_captionless_videos(tmp_path, capsys):
     from engine.config import STAGE_CLASSES
 
     stages = ",".join(s for s in STAGE_CLASSES if s != "motion_captioner")  # nothing writes a caption for them
+    # and no measured camera question: a dataset with no question at all
     assert cli(["build-motionvid-qa", "--dataset", str(root), "--source", str(videos), "--executor", "local",
-                "--stages", stages]) == 0
+                "--stages", stages, "--set", "template_writer.camera_questions=false"]) == 0
     code, results = _strict(root, capsys)
     assert code == 1
     assert results["rows_per_table"].status == "pass"

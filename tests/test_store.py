@@ -3,11 +3,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import duckdb
 import pytest
 
-from engine.store import DatasetStore, StoreError
+from engine.store import MANIFEST, DatasetStore, StoreError, write_manifest
 from schemas import CaptionRow, RejectionRow
 
 LINEAGE = dict(agent="t", model="m", model_revision="r", prompt_version="p")
@@ -73,6 +74,21 @@ def test_crash_after_manifest_rolls_forward(tmp_path, monkeypatch):
 def test_crash_before_manifest_is_discarded(tmp_path):
     store = DatasetStore(tmp_path)
     store.stage_shard("annotator", "s1", {"captions": _captions(2)})
+    assert DatasetStore(tmp_path, recover=True).read_commit("annotator", "s1") is None
+    assert not any((tmp_path / "_staging").iterdir())
+    assert _empty_or_missing(tmp_path / "captions")
+
+
+def test_torn_manifest_is_a_commit_that_never_happened(tmp_path):
+    """The manifest is written in place (no temporary file): cut short by a crash, it is discarded."""
+    store = DatasetStore(tmp_path)
+    staged = store.stage_shard("annotator", "s1", {"captions": _captions(2)})
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    write_manifest(whole, {"moves": [[staged.files["captions"], str(tmp_path / "captions" / "x.parquet")]],
+                           "record": {"stage": "annotator", "shard_id": "s1"}})
+    torn = (whole / MANIFEST).read_text()[:40]
+    (Path(staged.txn_dir) / MANIFEST).write_text(torn)
     assert DatasetStore(tmp_path, recover=True).read_commit("annotator", "s1") is None
     assert not any((tmp_path / "_staging").iterdir())
     assert _empty_or_missing(tmp_path / "captions")
