@@ -23,7 +23,7 @@ demo: setup
 	$(PY) -m engine.run report --dataset $(DATASET) --to $(DATASET)-report
 
 test: setup browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # The report tests drive a real headless Chromium; installed once, a no-op when present.
 browser:
