@@ -96,6 +96,24 @@ def test_mask_quality_flags_empty_tiny_and_flickering_objects(healthy):
     }
 
 
+def test_mask_quality_compares_consecutive_frames_in_frame_order(healthy):
+    """Masks stored out of frame order: frames 0, 1, 2 have areas 576, 0, 36, so no two consecutive
+    non-empty frames (no flicker), though the stored order 576, 36 would look like a 16x jump."""
+    clip_id = healthy.clips[0].clip_id
+    masks = square_masks(10, 10, 24, 0, 0, frames=3)
+    masks[1] = square_masks(10, 10, 6, 0, 0, frames=1)[0]
+    masks[2] = 0
+    row = add_object(healthy, clip_id, "shuffled", masks)
+    healthy.tables["objects"][-1] = row.model_copy(update={"frame_indices": [0, 2, 1]})
+    healthy.write()
+    result = one(healthy.root, "mask_quality", examples=True)
+    assert result.status == "pass" and result.examples is None  # nothing flagged
+    healthy.tables["objects"][-1] = row  # the same areas in frame order 0, 1, 2: 576 then 36
+    healthy.write()
+    flags = {r["label"]: r["flicker"] for r in one(healthy.root, "mask_quality", examples=True).examples.records()}
+    assert flags["shuffled"] is True
+
+
 def test_mask_quality_flags_masks_covering_most_of_the_frame(healthy):
     clip_id = healthy.clips[0].clip_id
     background = np.ones((12, 96, 128), bool)

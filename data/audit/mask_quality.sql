@@ -7,22 +7,19 @@
 -- random weights: a random-weight segmenter with zero thresholds returns masks that cover most of the frame
 
 -- [setup]
+-- per object, on its lists (no unnest of every frame, no window sort): areas in frame order, then
+-- the jump between consecutive frames where both are non-empty
 CREATE OR REPLACE TEMP TABLE mask_stats AS
-WITH frames AS (
-    SELECT object_id, clip_id, label, source, unnest(frame_indices) AS frame_index, unnest(masks) AS mask
+WITH areas AS (
+    SELECT object_id, clip_id, label, source, masks[1].size[1] * masks[1].size[2] AS frame_area,
+           list_select(list_transform(masks, lambda m: mask_area(m)), list_grade_up(frame_indices)) AS a
     FROM objects
-), areas AS (
-    SELECT object_id, clip_id, label, source, frame_index,
-           mask_area(mask) AS area, mask.size[1] * mask.size[2] AS frame_area
-    FROM frames
-), steps AS (
-    SELECT *, lag(area) OVER (PARTITION BY object_id ORDER BY frame_index) AS prev_area FROM areas
 ), per_object AS (
-    SELECT object_id, any_value(clip_id) AS clip_id, any_value(label) AS label, any_value(source) AS source,
-           count(*) AS frames, max(area) AS max_area, median(area) FILTER (WHERE area > 0) AS median_area,
-           any_value(frame_area) AS frame_area,
-           max(greatest(area, prev_area) / least(area, prev_area)) FILTER (WHERE area > 0 AND prev_area > 0) AS max_jump
-    FROM steps GROUP BY object_id
+    SELECT object_id, clip_id, label, source, len(a) AS frames, list_max(a) AS max_area,
+           list_median(list_filter(a, lambda x: x > 0)) AS median_area, frame_area,
+           list_max(list_transform(range(1, len(a)), lambda i: CASE WHEN a[i] > 0 AND a[i + 1] > 0
+               THEN greatest(a[i], a[i + 1]) / least(a[i], a[i + 1]) END)) AS max_jump
+    FROM areas
 )
 SELECT *, max_area = 0 AS empty,
        max_area > 0 AND median_area < 0.001 * frame_area AS tiny,
