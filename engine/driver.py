@@ -12,11 +12,13 @@ its N-th commit.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -58,10 +60,27 @@ class BuildOptions:
 
 def plan_build(pipeline: Pipeline, store: DatasetStore, source: str, options: BuildOptions,
                damaged: set[tuple[str, str]] | None = None) -> Plan:
-    shards, removed = make_shards(store, iter_source(source), options.shard_size, options.prune, pipeline.source.name)
-    plan = pipeline.plan(store, shards, options.retry_failed, damaged)
+    with collector_paused():
+        shards, removed = make_shards(store, iter_source(source), options.shard_size, options.prune,
+                                      pipeline.source.name)
+        plan = pipeline.plan(store, shards, options.retry_failed, damaged)
     plan.removed = removed
     return plan
+
+
+@contextmanager
+def collector_paused():
+    """Planning builds one object per clip and per commit and frees none of them: the cyclic
+    collector only re-scanned the growing heap (at 100K clips it was ~45% of the plan, and made the
+    plan's time grow faster than the dataset). Paused while planning."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def execute(
