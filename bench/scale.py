@@ -27,6 +27,7 @@ import importlib.util
 import math
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -190,13 +191,23 @@ def audit_seconds(root: Path) -> float:
     return _timed(lambda: run_audit(root))[0]
 
 
-def plan_seconds(root: Path, pipeline: Pipeline, clips: int, shard_size: int) -> float:
+def _median_of(runs: int, fn) -> float:
+    """The median of `runs` timings: one timing of ~0.1 s (the smallest size) moves a growth
+    exponent by more than the goal's margin."""
+    return statistics.median(fn() for _ in range(runs))
+
+
+def plan_seconds(root: Path, pipeline: Pipeline, clips: int, shard_size: int, runs: int = 3) -> float:
     grown = f"virtual:{clips + max(1, clips // 100)}"
     options = BuildOptions(shard_size=shard_size, dry_run=True)
-    return _timed(lambda: plan_build(pipeline, DatasetStore(root), grown, options))[0]
+    return _median_of(runs, lambda: _timed(lambda: plan_build(pipeline, DatasetStore(root), grown, options))[0])
 
 
-def resume_seconds(root: Path, pipeline: Pipeline, source: str, shard_size: int) -> float:
+def resume_seconds(root: Path, pipeline: Pipeline, source: str, shard_size: int, runs: int = 3) -> float:
+    return _median_of(runs, lambda: _resume_once(root, pipeline, source, shard_size))
+
+
+def _resume_once(root: Path, pipeline: Pipeline, source: str, shard_size: int) -> float:
     def start():
         lock = WriterLock(root, "bench").acquire()
         try:
