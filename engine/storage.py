@@ -114,20 +114,7 @@ class LocalStorage:
         return (self.root / rel).read_bytes()
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        """Durably and atomically: a temporary file, fsync, rename, fsync of the folder."""
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # a full disk leaves no .tmp behind
-            raise
-        fsync_dir(path.parent)
+        write_durable(self.root / rel, data)
 
     def list(self, rel: str = "") -> list[str]:
         """Names in a folder (files and folders); [] when it does not exist."""
@@ -255,6 +242,22 @@ class FsspecStorage:
 def _modified(entry: dict[str, Any]) -> float:
     value = entry.get("LastModified") or entry.get("mtime") or entry.get("created") or 0
     return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def write_durable(path: Path, data: bytes) -> None:
+    """Durably and atomically: a temporary file, fsync, rename, fsync of the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no .tmp behind
+        raise
+    fsync_dir(path.parent)
 
 
 def fsync_dir(folder: Path) -> None:

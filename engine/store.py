@@ -58,7 +58,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.storage import StoreError, fsync_dir, open_storage
+from engine.storage import StoreError, fsync_dir, open_storage, write_durable
 from schemas import SCHEMA_VERSION, TABLES, Row, arrow_schema, row_model, to_arrow
 
 STAGING = "_staging"
@@ -790,18 +790,7 @@ def write_manifest(txn_dir: Path, payload: dict[str, Any]) -> None:
 
 
 def write_json_durable(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w") as handle:
-            json.dump(payload, handle, indent=1, sort_keys=True, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no .tmp behind
-        raise
-    _fsync_dir(path.parent)
+    write_durable(path, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
 
 
 def file_sha256(path: str | Path) -> str:

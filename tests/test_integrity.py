@@ -163,7 +163,7 @@ def test_no_temporary_files_are_left_when_a_write_fails(tmp_path, monkeypatch):
     monkeypatch.setattr("pyarrow.parquet.write_table", full_disk)
     with pytest.raises(OSError):
         store.stage_shard("ingest", "s1", {"clips": []})
-    monkeypatch.setattr("json.dump", full_disk)
+    monkeypatch.setattr("os.fsync", full_disk)  # the disk fills while the temporary file is written
     with pytest.raises(OSError):
         store.write_run_config({"a": 1})
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
