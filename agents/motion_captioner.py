@@ -46,14 +46,9 @@ from pydantic import BaseModel, Field
 
 from agents.base import Batch, StageOutput
 from agents.chat_stage import Ask, ChatStage, ChatStageConfig, FrameSequence
+from agents.curation.filters import CAMERA_WORDS
 from agents.visual_prompts import blur_windows, motion_blur, spotlight, to_image
 from schemas import CaptionRow, decode_mask, stable_id
-
-CAMERA_WORDS = {
-    "static": "the camera stays still", "pan_left": "the camera pans left", "pan_right": "the camera pans right",
-    "tilt_up": "the camera tilts up", "tilt_down": "the camera tilts down", "zoom_in": "the camera zooms in",
-    "zoom_out": "the camera zooms out",
-}
 
 
 class MotionCaptionAnswer(BaseModel):

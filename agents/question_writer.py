@@ -44,6 +44,7 @@ from agents.answer_letters import balance_letters, shard_start
 from agents.backends.chat import ChatResult
 from agents.base import Batch, StageOutput
 from agents.chat_stage import Ask, ChatStage, ChatStageConfig, Prompt, load_prompt
+from agents.curation.filters import CAMERA_WORDS
 from agents.preference_pairs import preference_pair
 from schemas import Lineage, McqRow, PreferenceRow, SftRow, stable_id
 
@@ -56,11 +57,6 @@ CATEGORY_NAMES = {
     "RC": "repetition count (how many times)",
     "MO": "motion-related objects (which object moves or is acted on)",
     "CM": "camera motion (pan, tilt, zoom, static camera)",
-}
-CAMERA_WORDS = {
-    "static": "the camera stays still", "pan_left": "the camera pans left", "pan_right": "the camera pans right",
-    "tilt_up": "the camera tilts up", "tilt_down": "the camera tilts down", "zoom_in": "the camera zooms in",
-    "zoom_out": "the camera zooms out",
 }
 _LOCATION = re.compile(r"\b(left|right|up|down|upward|downward|top|bottom|centre|center|middle|across|toward|towards"
                        r"|away|into|out of|above|below|forward|backward|corner|edge|side|clockwise|counterclockwise)\b")

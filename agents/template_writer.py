@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 
 from agents.answer_letters import LETTERS, balance_letters, shard_start
 from agents.base import Batch, Stage, StageConfig, StageOutput
+from agents.curation.filters import CAMERA_WORDS
 from agents.ground_truth import SOURCE, ground_truth_object_id
 from agents.preference_pairs import preference_pair
 from agents.virtual.questions import TEMPLATE_VERSION, TemplateQuestion, template_questions
@@ -119,8 +120,7 @@ def _visible(spec: SceneSpec, clip: ClipRow, rows: list) -> set[int] | None:
 
 MEASURED_VERSION = "measured-camera.v1"
 # The estimate's labels (agents.curation.filters.camera_motion) as answer options.
-CAMERA_ANSWERS = {"static": "stays still", "pan_left": "pans left", "pan_right": "pans right",
-                  "tilt_up": "tilts up", "tilt_down": "tilts down", "zoom_in": "zooms in", "zoom_out": "zooms out"}
+CAMERA_ANSWERS = {label: words.removeprefix("the camera ") for label, words in CAMERA_WORDS.items()}
 
 
 def measured_camera_question(label: str | None, seed: int, clip_key: str) -> TemplateQuestion | None:

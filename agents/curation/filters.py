@@ -98,6 +98,14 @@ def bar_fraction(grey: np.ndarray, black_level: int) -> float:
     return min(1.0, rows / height + cols / width)
 
 
+# The estimate's labels in words (prompts, and the answers of measured camera questions).
+CAMERA_WORDS = {
+    "static": "the camera stays still", "pan_left": "the camera pans left", "pan_right": "the camera pans right",
+    "tilt_up": "the camera tilts up", "tilt_down": "the camera tilts down", "zoom_in": "the camera zooms in",
+    "zoom_out": "the camera zooms out",
+}
+
+
 def camera_motion(pairs, pair_gap_s: float, static_speed: float) -> tuple[str, tuple[float, float, float]]:
     """Global motion: flow fitted as u = dx + s*x, v = dy + s*y (x, y centred), in widths/s."""
     import cv2
