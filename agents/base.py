@@ -31,6 +31,9 @@ class Resources(BaseModel):
     memory_gb: float | None = Field(None, gt=0, description="memory reserved per actor")
     actors: int = Field(1, ge=1, description="actor-pool size")
     max_in_flight: int = Field(2, ge=1, description="shards queued on one actor at a time")
+    nice: int = Field(0, ge=0, le=19, description="niceness added to the actor's process (Ray starts workers at "
+                      "15; 19 is the lowest priority): on cores shared with stages that wait on an API, a "
+                      "CPU-bound stage yields to their short bursts")
 
 
 class StageConfig(BaseModel):

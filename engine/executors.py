@@ -105,7 +105,8 @@ class RayExecutor:
             if memory:
                 options["memory"] = int(memory * 2**30)
             specs = [(type(s), s.config.model_dump()) for s in hosted]
-            make = partial(_new_actor, actor_class, options, specs, str(root))
+            nice = min(r.nice for r in res)  # the most urgent stage of the actor decides
+            make = partial(_new_actor, actor_class, options, specs, str(root), nice)
             pool = [make() for _ in range(max(r.actors for r in res))]
             self.makers.append(make)
             self.pools.append(pool)
@@ -215,15 +216,17 @@ LOST_TASK_WINDOW_S = 300.0  # how long a task lost with its node is tried again
 LOST_TASK_PAUSE_S = 1.0
 
 
-def _new_actor(actor_class, options: dict[str, Any], specs: list, root: str):
-    return actor_class.options(**options).remote(specs, root, options["num_cpus"])
+def _new_actor(actor_class, options: dict[str, Any], specs: list, root: str, nice: int = 0):
+    return actor_class.options(**options).remote(specs, root, options["num_cpus"], nice)
 
 
 class StageActor:
     """A Ray actor holding one or more stage instances; `start` loads their models once."""
 
-    def __init__(self, specs: list[tuple[type[Stage], dict]], root: str, num_cpus: float):
+    def __init__(self, specs: list[tuple[type[Stage], dict]], root: str, num_cpus: float, nice: int = 0):
         _ignore_sigint()  # Ctrl-C reaches the whole process group: only the driver decides to stop
+        if nice and hasattr(os, "nice"):
+            os.nice(nice)  # this process only: a CPU-bound stage yields to the ones waiting on an API
         threads = max(1, int(num_cpus))
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         # Set here, before any model library is imported: a cluster the run joins (a Ray job) does

@@ -33,3 +33,23 @@ class DyingCaptioner(Stage[DyingConfig]):
                 Lineage(agent=self.name, model="none"), caption_id=stable_id("dying", clip.clip_id),
                 clip_id=clip.clip_id, kind="clip", text="survived", source=self.name))
         return out
+
+
+class NicenessProbe(Stage):
+    """Writes, as each clip's caption, the CPU niceness of the process that ran it."""
+
+    name = "niceness"
+    reads = ("clips",)
+    writes = ("captions",)
+
+    def process_batch(self, batch: Batch) -> StageOutput:
+        out = StageOutput()
+        for clip in batch.clips:
+            out.add("captions", CaptionRow.build(
+                Lineage(agent=self.name, model="none"), caption_id=stable_id("niceness", clip.clip_id),
+                clip_id=clip.clip_id, kind="clip", text=str(os.nice(0)), source=self.name))
+        return out
+
+
+class NicenessProbeToo(NicenessProbe):
+    name = "niceness_too"

@@ -128,6 +128,31 @@ def test_actor_dying_mid_batch_is_restarted_and_its_batch_retried(ray_local, tmp
     assert _count(tmp_path / "ds", "SELECT count(*) FROM '{root}/rejections/*.parquet'") == [(0,)]
 
 
+def test_a_stage_placed_with_nice_runs_at_that_lower_priority(ray_local, tmp_path):
+    from agents.ingest import Ingest
+    from engine.driver import BuildOptions, execute, plan_build
+    from engine.executors import RayExecutor
+    from engine.pipeline import Pipeline
+    from engine.progress import Progress
+    from engine.store import DatasetStore
+    from tests.stages_for_tests import NicenessProbe, NicenessProbeToo
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    for i in range(2):
+        write_good_clip(src / f"v{i}.mp4", n=8, seed=i)
+    stages = [Ingest(), NicenessProbe({"resources": {"num_cpus": 0.5}}),
+              NicenessProbeToo({"resources": {"num_cpus": 0.5, "nice": 3}})]
+    store = DatasetStore(tmp_path / "ds", recover=True)
+    options = BuildOptions(shard_size=2)
+    plan = plan_build(Pipeline(stages), store, str(src), options)
+    execute(Pipeline(stages), store, plan, lambda: RayExecutor(stages, store.root), options,
+            Progress([s.name for s in stages], live=False, interval=1e9))
+    found = dict(_count(tmp_path / "ds", "SELECT DISTINCT source, text::INT FROM '{root}/captions/*.parquet'"))
+    assert len(found) == 2  # one niceness per actor: Ray's own worker niceness, then 3 lower
+    assert found["niceness_too"] == min(19, found["niceness"] + 3)
+
+
 def test_ray_job_asking_for_gpus_the_head_lacks_fails_with_the_placement_sentence(ray_head, tmp_path):
     address, env = ray_head
     for _ in range(20):  # `ray start` returns before the head's job agent accepts jobs
