@@ -27,12 +27,7 @@ class DyingCaptioner(Stage[DyingConfig]):
         if not marker.exists():
             marker.write_text(str(os.getpid()))
             os._exit(1)
-        out = StageOutput()
-        for clip in batch.clips:
-            out.add("captions", CaptionRow.build(
-                Lineage(agent=self.name, model="none"), caption_id=stable_id("dying", clip.clip_id),
-                clip_id=clip.clip_id, kind="clip", text="survived", source=self.name))
-        return out
+        return caption_each_clip(self, batch, "survived")
 
 
 class NicenessProbe(Stage):
@@ -43,13 +38,18 @@ class NicenessProbe(Stage):
     writes = ("captions",)
 
     def process_batch(self, batch: Batch) -> StageOutput:
-        out = StageOutput()
-        for clip in batch.clips:
-            out.add("captions", CaptionRow.build(
-                Lineage(agent=self.name, model="none"), caption_id=stable_id("niceness", clip.clip_id),
-                clip_id=clip.clip_id, kind="clip", text=str(os.nice(0)), source=self.name))
-        return out
+        return caption_each_clip(self, batch, str(os.nice(0)))
 
 
 class NicenessProbeToo(NicenessProbe):
     name = "niceness_too"
+
+
+def caption_each_clip(stage: Stage, batch: Batch, text: str) -> StageOutput:
+    """One clip caption per clip of the batch, with this text, made by this stage."""
+    out = StageOutput()
+    for clip in batch.clips:
+        out.add("captions", CaptionRow.build(
+            Lineage(agent=stage.name, model="none"), caption_id=stable_id(stage.name, clip.clip_id),
+            clip_id=clip.clip_id, kind="clip", text=text, source=stage.name))
+    return out

@@ -22,9 +22,9 @@ from engine.executors import LocalExecutor
 from engine.pipeline import Pipeline
 from engine.progress import Progress
 from engine.store import DatasetStore
-from schemas import CaptionRow, Lineage, stable_id
 from tests.helpers_coded import decode_index, write_coded_video
 from tests.helpers_media import write_good_clip
+from tests.stages_for_tests import caption_each_clip
 
 FPS = 10
 PROFILES = Path(__file__).resolve().parents[1] / "data" / "profiles"
@@ -38,12 +38,7 @@ class PeekingCaptioner(Stage):
     writes = ("captions",)
 
     def process_batch(self, batch: Batch) -> StageOutput:
-        out = StageOutput()
-        for clip in batch.clips:
-            out.add("captions", CaptionRow.build(
-                Lineage(agent=self.name, model="none"), caption_id=stable_id("peek", clip.clip_id),
-                clip_id=clip.clip_id, kind="clip", text=str(len(batch.rows("objects"))), source=self.name))
-        return out
+        return caption_each_clip(self, batch, str(len(batch.rows("objects"))))
 
 
 class MissingModelConfig(StageConfig):
