@@ -12,17 +12,16 @@ its N-th commit.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 from agents.base import UndeclaredTable
+from engine.collector import collector_paused
 from engine.dedup import excluded_clips
 from engine.errors import Stopped
 from engine.pipeline import Pipeline, Plan, Shard, make_shards
@@ -66,21 +65,6 @@ def plan_build(pipeline: Pipeline, store: DatasetStore, source: str, options: Bu
         plan = pipeline.plan(store, shards, options.retry_failed, damaged)
     plan.removed = removed
     return plan
-
-
-@contextmanager
-def collector_paused():
-    """Planning builds one object per clip and per commit and frees none of them: the cyclic
-    collector only re-scanned the growing heap (at 100K clips it was ~45% of the plan, and made the
-    plan's time grow faster than the dataset). Paused while planning."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def execute(
