@@ -34,12 +34,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.storage import fsync_dir
 from engine.store import (
     MANIFEST,
     STAGING,
     TRASH,
     DatasetStore,
-    _fsync_dir,
     file_sha256,
     split_location,
     write_json_durable,
@@ -134,10 +134,10 @@ def finish_compaction(store: DatasetStore, txn_dir: Path, manifest: dict[str, An
             Path(dst).parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
     for folder in {Path(dst).parent for _, dst in manifest["moves"]}:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     if os.path.exists(manifest["index"]):
         os.replace(manifest["index"], store.index_path)
-        _fsync_dir(store.index_path.parent)
+        fsync_dir(store.index_path.parent)
     trash = store.root / TRASH / manifest["id"]
     for rel in manifest["replaced"]:
         src = store.root / rel

@@ -313,7 +313,7 @@ class DatasetStore:
         named = {path for shards in self.state().values() for record in shards.values()
                  for path in (split_location(loc)[0] for loc in record.get("files", {}).values() if loc)}
         named |= set(self.parts())
-        seen = (self._read_json(UNNAMED) or {}).get("first_seen", {})
+        seen = (self.read_json(UNNAMED) or {}).get("first_seen", {})
         now, gone, waiting = time.time(), 0, {}
         for table in TABLES:
             for name, _, _ in self.storage.list_files(table, ".parquet"):
@@ -332,10 +332,9 @@ class DatasetStore:
     def remove_shard(self, stage: str, shard_id: str, tables: Iterable[str]) -> None:
         """Drop one (stage, shard): a tombstone record first, so a crash leaves it recomputable."""
         # rows left in a compacted part stop being live with the tombstone; the next compaction drops them
-        if self.remote:  # its files become orphans, swept by a later writer
-            self.write_record({"stage": stage, "shard_id": shard_id, "removed": True, "committed_at": time.time()})
-            return
         self.write_record({"stage": stage, "shard_id": shard_id, "removed": True, "committed_at": time.time()})
+        if self.remote:  # its files become orphans, swept by a later writer
+            return
         for table in tables:
             (self.table_dir(table) / shard_file_name(stage, shard_id)).unlink(missing_ok=True)
 
@@ -368,7 +367,7 @@ class DatasetStore:
                 if stage == INDEX_FILE or stage.startswith("."):
                     continue
                 for name, _, _ in self.storage.list_files(f"{COMMITS}/{stage}", ".json"):
-                    record = self._read_json(f"{COMMITS}/{stage}/{name}")
+                    record = self.read_json(f"{COMMITS}/{stage}/{name}")
                     if record is not None:
                         yield stage, name[: -len(".json")], record
             return
@@ -472,7 +471,7 @@ class DatasetStore:
             os.replace(tmp, target)
             return
         os.replace(tmp, self.index_path)
-        _fsync_dir(self.index_path.parent)
+        fsync_dir(self.index_path.parent)
         self.drop_loose_records()
 
     def maybe_fold(self) -> bool:
@@ -596,17 +595,15 @@ class DatasetStore:
         if not self.remote:
             write_json_durable(self.root / rel, payload)
             return
-        self.storage.write_bytes(rel, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
+        self.storage.write_bytes(rel, _json_bytes(payload))
 
-    def _read_json(self, rel: str) -> dict[str, Any] | None:
+    def read_json(self, rel: str) -> dict[str, Any] | None:
+        """A small JSON file of the dataset (a commit record, `_state/...`); None when absent or
+        unreadable (a torn record: its shard is simply not committed)."""
         try:
             return json.loads(self.storage.read_bytes(rel))
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-            return None  # a torn record: its shard is simply not committed
-
-    def read_json(self, rel: str) -> dict[str, Any] | None:
-        """A small JSON file of the dataset (`_state/...`); None when absent or unreadable."""
-        return self._read_json(rel)
+            return None
 
     # ----- clip files of a remote root -----
     def sync_media(self, clips: Iterable[Any], upload: bool) -> None:
@@ -786,11 +783,15 @@ def write_manifest(txn_dir: Path, payload: dict[str, Any]) -> None:
         json.dump(payload, handle, sort_keys=True, default=str)
         handle.flush()
         os.fsync(handle.fileno())
-    _fsync_dir(txn_dir)
+    fsync_dir(txn_dir)
 
 
 def write_json_durable(path: Path, payload: dict[str, Any]) -> None:
-    write_durable(path, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
+    write_durable(path, _json_bytes(payload))
+
+
+def _json_bytes(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, indent=1, sort_keys=True, default=str).encode()
 
 
 def file_sha256(path: str | Path) -> str:
@@ -822,5 +823,3 @@ def _first_line(err: Exception) -> str:
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
-
-_fsync_dir = fsync_dir
