@@ -153,7 +153,7 @@ def finish_compaction(store: DatasetStore, txn_dir: Path, manifest: dict[str, An
 def vacuum(store: DatasetStore, retention_s: float = RETENTION_S) -> int:
     """Delete replaced files older than the retention; returns how many folders (remote: files) went."""
     if store.remote:
-        return store._sweep_orphans(retention_s)
+        return store.sweep_orphans(retention_s)
     folder = store.root / TRASH
     gone = 0
     for batch in sorted(folder.iterdir()) if folder.is_dir() else []:

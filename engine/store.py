@@ -246,7 +246,7 @@ class DatasetStore:
 
     def _commit_remote(self, staged: StagedShard, record: dict[str, Any]) -> dict[str, Any]:
         """The files are in place under unique names: the commit record (one PUT) is the commit point.
-        The files of the commit it replaces are left for `_sweep_orphans` (a reader may be reading them)."""
+        The files of the commit it replaces are left for `sweep_orphans` (a reader may be reading them)."""
         full_record = {
             **{k: v for k, v in record.items() if k not in ("damaged", "removed")},
             "stage": staged.stage,
@@ -287,7 +287,7 @@ class DatasetStore:
         """Finish commits whose manifest was written; discard the rest. Returns how many finished."""
         if self.remote:
             self._state = None
-            self._sweep_orphans()
+            self.sweep_orphans()
             return 0
         staging = self.root / STAGING
         finished = 0
@@ -305,7 +305,7 @@ class DatasetStore:
         self._state = None
         return finished
 
-    def _sweep_orphans(self, min_age_s: float = ORPHAN_AGE_S) -> int:
+    def sweep_orphans(self, min_age_s: float = ORPHAN_AGE_S) -> int:
         """Remote root: delete table files no commit record or part names (a crash before the record,
         a commit or a compaction that replaced them), `min_age_s` after a sweep first found them
         unnamed (`_trash/unnamed.json`), so a reader that listed them a moment ago can finish.
@@ -592,9 +592,6 @@ class DatasetStore:
     # ----- small files -----
     def write_json(self, rel: str, payload: dict[str, Any]) -> None:
         """Durably and atomically (a rename locally, one PUT on a remote root)."""
-        if not self.remote:
-            write_json_durable(self.root / rel, payload)
-            return
         self.storage.write_bytes(rel, _json_bytes(payload))
 
     def read_json(self, rel: str) -> dict[str, Any] | None:

@@ -151,9 +151,9 @@ def test_remote_files_are_invisible_until_their_commit_record_and_leftovers_are_
     reader = DatasetStore(url)
     assert sorted(reader.read_table("captions").column("text").to_pylist()) == ["new0", "new1", "new2"]
     assert len(store.storage.list("captions")) == 3  # the replaced file and the uncommitted one remain
-    assert store._sweep_orphans(min_age_s=3600) == 0  # leftovers wait: a reader may still be using them
+    assert store.sweep_orphans(min_age_s=3600) == 0  # leftovers wait: a reader may still be using them
     assert len(store.read_json("_trash/unnamed.json")["first_seen"]) == 2
-    assert store._sweep_orphans(min_age_s=0) == 2
+    assert store.sweep_orphans(min_age_s=0) == 2
     assert store.storage.list("captions") == [store.read_commit("annotator", "s1")["files"]["captions"].split("/")[1]]
     assert crashed.files["captions"] not in store.storage.list("captions")
     assert verify(DatasetStore(url), checksums=True) == []
