@@ -47,31 +47,25 @@ def main(args: argparse.Namespace) -> int:
         _print_rows(rows, args, title=None)
         return 0
     checks = audit.load_checks(args.checks_dir, args.only)
-    damaged = _verify(args)
-    skip = frozenset(_url(args.dataset, p.path) for p in damaged)
+    damaged, skip = _verify(args)
     results = audit.run_audit(args.dataset, checks, examples=args.examples or args.json, skip=skip)
     _print_results(results, args)
     overall = audit.worst([r.status for r in results])
     return 1 if args.strict and (overall in ("fail", "error") or damaged) else 0
 
 
-def _url(dataset: str, path: str) -> str:
-    """A damaged file as the views name it (a local path, or a remote root's URL)."""
-    from engine.store import DatasetStore
-
-    return DatasetStore(dataset, create=False).url(path)
-
-
-def _verify(args) -> list:
-    """Committed files against their commit records (checksums under --strict); each damaged one named."""
+def _verify(args) -> tuple[list, frozenset[str]]:
+    """Committed files against their commit records (checksums under --strict); each damaged one
+    named. Also the damaged files as the views name them (local paths, or a remote root's URLs)."""
     from engine.store import DatasetStore
     from engine.verify import verify
 
-    problems = verify(DatasetStore(args.dataset, create=False), checksums=args.strict)
+    store = DatasetStore(args.dataset, create=False)
+    problems = verify(store, checksums=args.strict)
     for problem in problems:
         print(f"damaged: {problem.sentence()}; `engine.run verify --dataset {args.dataset} --repair` "
               "and a build recompute it", file=sys.stderr)
-    return problems
+    return problems, frozenset(store.url(p.path) for p in problems)
 
 
 def _print_results(results, args) -> None:
