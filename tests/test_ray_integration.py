@@ -99,13 +99,24 @@ def test_ray_job_submit_against_a_running_head(ray_head, tmp_path):
     assert _count(dataset, "SELECT reason FROM '{root}/rejections/*.parquet'") == [("empty_file",)]
 
 
-def test_actor_dying_mid_batch_is_restarted_and_its_batch_retried(ray_local, tmp_path):
-    from agents.ingest import Ingest
+def _execute_on_ray(stages: list, src: Path, root: Path, shard_size: int = 2) -> dict:
+    """The stages over the videos in `src` through the real driver and the Ray executor."""
     from engine.driver import BuildOptions, execute, plan_build
     from engine.executors import RayExecutor
     from engine.pipeline import Pipeline
     from engine.progress import Progress
     from engine.store import DatasetStore
+
+    pipeline = Pipeline(stages)
+    store = DatasetStore(root, recover=True)
+    options = BuildOptions(shard_size=shard_size)
+    plan = plan_build(pipeline, store, str(src), options)
+    return execute(pipeline, store, plan, lambda: RayExecutor(stages, store.root), options,
+                   Progress(pipeline.names, live=False, interval=1e9))
+
+
+def test_actor_dying_mid_batch_is_restarted_and_its_batch_retried(ray_local, tmp_path):
+    from agents.ingest import Ingest
     from tests.stages_for_tests import DyingCaptioner
 
     src = tmp_path / "videos"
@@ -115,12 +126,7 @@ def test_actor_dying_mid_batch_is_restarted_and_its_batch_retried(ray_local, tmp
     markers = tmp_path / "markers"
     markers.mkdir()
     stages = [Ingest(), DyingCaptioner({"marker_dir": str(markers), "resources": {"num_cpus": 0.5}})]
-    pipeline = Pipeline(stages)
-    store = DatasetStore(tmp_path / "ds", recover=True)
-    options = BuildOptions(shard_size=2)
-    plan = plan_build(pipeline, store, str(src), options)
-    result = execute(pipeline, store, plan, lambda: RayExecutor(stages, store.root), options,
-                     Progress(pipeline.names, live=False, interval=1e9))
+    result = _execute_on_ray(stages, src, tmp_path / "ds")
     assert result["commits"] == 4
     assert len(list(markers.iterdir())) == 2  # the actor died once per shard
     rows = _count(tmp_path / "ds", "SELECT text, count(*) FROM '{root}/captions/*.parquet' GROUP BY 1")
@@ -130,11 +136,6 @@ def test_actor_dying_mid_batch_is_restarted_and_its_batch_retried(ray_local, tmp
 
 def test_a_stage_placed_with_nice_runs_at_that_lower_priority(ray_local, tmp_path):
     from agents.ingest import Ingest
-    from engine.driver import BuildOptions, execute, plan_build
-    from engine.executors import RayExecutor
-    from engine.pipeline import Pipeline
-    from engine.progress import Progress
-    from engine.store import DatasetStore
     from tests.stages_for_tests import NicenessProbe, NicenessProbeToo
 
     src = tmp_path / "videos"
@@ -143,11 +144,7 @@ def test_a_stage_placed_with_nice_runs_at_that_lower_priority(ray_local, tmp_pat
         write_good_clip(src / f"v{i}.mp4", n=8, seed=i)
     stages = [Ingest(), NicenessProbe({"resources": {"num_cpus": 0.5}}),
               NicenessProbeToo({"resources": {"num_cpus": 0.5, "nice": 3}})]
-    store = DatasetStore(tmp_path / "ds", recover=True)
-    options = BuildOptions(shard_size=2)
-    plan = plan_build(Pipeline(stages), store, str(src), options)
-    execute(Pipeline(stages), store, plan, lambda: RayExecutor(stages, store.root), options,
-            Progress([s.name for s in stages], live=False, interval=1e9))
+    _execute_on_ray(stages, src, tmp_path / "ds")
     found = dict(_count(tmp_path / "ds", "SELECT DISTINCT source, text::INT FROM '{root}/captions/*.parquet'"))
     assert len(found) == 2  # one niceness per actor: Ray's own worker niceness, then 3 lower
     assert found["niceness_too"] == min(19, found["niceness"] + 3)
