@@ -64,6 +64,7 @@ def measure(name: str, backend, reqs, shard_size: int, repeats: int) -> dict:
     seconds, results = timed[len(timed) // 2]  # the median run
     tokens = sum(r.completion_tokens for r in results)
     valid = sum(r.ok for r in results)
+    backend.teardown()
     print(f"{name:<34} {seconds:7.2f} s  {tokens:6d} tokens  {tokens / seconds:8.1f} tok/s  valid {valid}/{len(results)}")
     return {"seconds": round(seconds, 3), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
             "valid": valid, "requests": len(results)}
@@ -118,7 +119,9 @@ def in_subprocess(args, name: str) -> dict:
     # idle OpenMP workers sleep instead of spinning: on a busy 2-core machine a spinning worker takes
     # the core the decode loop thread needs (measured: 5-30x slower steps); same setting for both
     env = os.environ | {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run(command, capture_output=True, text=True, env=env)
+    if out.returncode != 0:  # its own error, not only "died with SIGABRT"
+        sys.exit(f"bench/chat.py --only {name} exited with {out.returncode}:\n{out.stderr[-3000:]}")
     lines = out.stdout.strip().splitlines()
     print(lines[-2] if len(lines) > 1 else "")
     return json.loads(lines[-1])

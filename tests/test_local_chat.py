@@ -120,3 +120,16 @@ def test_requests_of_concurrent_shards_join_one_running_batch(tmp_path, monkeypa
     assert backend.loop.largest_batch > 2  # requests of several shards decoded in one forward pass
     alone = backend.chat_batch([_ask("shard 2 item 1")])[0]
     assert alone.text == answers[5].text  # joining a running batch does not change an answer
+
+
+def test_teardown_ends_the_decode_loop_thread_and_a_new_setup_answers_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("VDE_CACHE", str(tmp_path))
+    backend = make_chat_backend(ChatModelConfig(model="tiny:qwen2", max_new_tokens=96, concurrency=2))
+    first = backend.chat_batch([_ask("before")])[0]
+    thread = backend.loop._thread
+    assert first.ok and thread is not None and thread.is_alive()
+    backend.teardown()  # a daemon thread left inside torch at interpreter exit can abort the process
+    assert not thread.is_alive()
+    again = backend.chat_batch([_ask("before")])[0]  # loads again, with a loop of its own
+    assert again.ok and again.text == first.text
+    backend.teardown()

@@ -53,20 +53,31 @@ class DecodeLoop:
         self.largest_batch = 0
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._closing = False
 
     def submit(self, seq: Sequence) -> Future:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
+                self._closing = False
                 self._thread = threading.Thread(target=self._run, name="decode-loop", daemon=True)
                 self._thread.start()
         self.waiting.put(seq)
         return seq.future
 
+    def close(self) -> None:
+        """Stop the loop thread once its running sequences are done, and wait for it: a daemon
+        thread still inside torch when the interpreter exits can abort the process."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            self.waiting.put(_CLOSE)
+            thread.join()
+
     def _run(self) -> None:
         import torch
 
         with torch.inference_mode():
-            while True:
+            while not (self._closing and not self.running):
                 newcomers = self._admit()
                 if newcomers:
                     self._guard(newcomers, self._prefill)
@@ -78,9 +89,13 @@ class DecodeLoop:
         block = not self.running
         while len(self.running) + len(newcomers) < self.max_batch:
             try:
-                newcomers.append(self.waiting.get(block=block and not newcomers, timeout=None))
+                seq = self.waiting.get(block=block and not newcomers, timeout=None)
             except queue.Empty:
                 break
+            if seq is _CLOSE:
+                self._closing = True
+                break
+            newcomers.append(seq)
         return newcomers
 
     def _guard(self, seqs: list[Sequence], step) -> None:
@@ -219,3 +234,6 @@ def _join_extra(extras: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _is_mrope(model) -> bool:
     return hasattr(getattr(model, "model", None), "get_rope_index")
+
+
+_CLOSE = object()  # put in the waiting queue by `DecodeLoop.close`

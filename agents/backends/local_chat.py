@@ -96,6 +96,8 @@ class LocalChatBackend(ChatBackend):
             self._tokenizer.pad_token = self._tokenizer.eos_token
 
     def teardown(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
         self._model = None
         self._loop = None
 
