@@ -211,12 +211,14 @@ class ChatStage(Stage):
         """`ask` over every group's asks, but a remote model gets each group as soon as it is
         built, so building the next one (decoding, drawing) overlaps the wait on the model.
         Answers and rejections come in the same order as from `ask`; a local model takes them
-        all at once."""
-        if not self.concurrent_shards:
+        all at once, and so does the Batch API (one job per shard, not one per group)."""
+        if not self.concurrent_shards or self.backend.whole_batches:
             return self.ask([a for group in groups for a in group], out)
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=GROUPS_AHEAD) as pool:
+        # As many groups in flight as the backend has request slots: a group holds at least one
+        # request, so one shard alone can fill them.
+        with ThreadPoolExecutor(max_workers=max(GROUPS_AHEAD, self.config.chat.concurrency)) as pool:
             sent = [(group, pool.submit(self.backend.chat_batch, [a.request for a in group]))
                     for group in groups if group]
             answered = []
@@ -249,7 +251,7 @@ class ChatStage(Stage):
         )
 
 
-GROUPS_AHEAD = 4  # groups of requests waiting on a remote model while the next is built
+GROUPS_AHEAD = 4  # at least this many groups of requests wait on a remote model while the next is built
 
 
 def _count(asks: list[Ask], results: list[ChatResult], out: StageOutput) -> None:

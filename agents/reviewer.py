@@ -58,18 +58,21 @@ class MaskReviewer(ChatStage):
         out = StageOutput()
         captions = object_captions(batch.rows("captions"))
         clips = {c.clip_id: c for c in batch.clips} if self.config.mode == "vlm" else {}
-        asks = []
-        for clip_id, objects in batch.by_clip("objects").items():
-            reviewable = []
-            for obj in objects:
-                if obj.object_id in captions:
-                    reviewable.append(obj)
-                else:
-                    out.reject(self.name, obj.object_id, "no_caption", "no object caption to review", clip_id)
-            asks.extend(self._asks(batch, clips.get(clip_id), reviewable, captions, out))
-        for ask, result in self.ask(asks, out):
+        # One clip's asks go out while the next clip's mask statistics (or frames) are prepared.
+        groups = (self._clip_asks(batch, clips.get(clip_id), objects, captions, out)
+                  for clip_id, objects in batch.by_clip("objects").items())
+        for ask, result in self.ask_as_built(groups, out):
             self._verdict(ask, result, out)
         return out
+
+    def _clip_asks(self, batch: Batch, clip, objects, captions, out: StageOutput) -> list[Ask]:
+        reviewable = []
+        for obj in objects:
+            if obj.object_id in captions:
+                reviewable.append(obj)
+            else:
+                out.reject(self.name, obj.object_id, "no_caption", "no object caption to review", obj.clip_id)
+        return self._asks(batch, clip, reviewable, captions, out)
 
     def _asks(self, batch: Batch, clip, objects, captions, out: StageOutput) -> list[Ask]:
         images = {}

@@ -14,7 +14,11 @@ the cluster's is not; its processes' CPU during the run is counted).
 The last line printed is one JSON object with `ratio_vs_sequential` (engine throughput over the
 loop's, instant models) and `api_concurrency_efficiency` (achieved requests/s of the API-bound
 stages (analyzer, reviewer, refiner) while busy, over concurrency / latency, with the simulated
-latency; 1.0 means every request slot was always waiting on the API).
+latency; 1.0 means every request slot was always waiting on the API). In the build the API
+stages mostly wait on the CPU-bound stages before them and get one shard at a time, so a shard's
+reading and writing count as idle slots; `api_concurrency_efficiency_fed` is the same measure in
+refreshes of the finished dataset (a changed analyzer, then a changed reviewer), where a stage
+has all its shards at once: whether the engine keeps the slots busy when there is work.
 """
 
 from __future__ import annotations
@@ -55,12 +59,17 @@ def render_media(folder: Path, clips: int) -> float:
     return time.perf_counter() - started
 
 
-def job_config(clips: int, latency: float, concurrency: int, shard_size: int, executor: str):
+def job_config(clips: int, latency: float, concurrency: int, shard_size: int, executor: str,
+               changed: tuple[str, ...] = ()):
+    """The bench's job; stages in `changed` get another answer budget, which changes their
+    fingerprint: a build of that config on a finished dataset is a refresh from the first of them."""
     from engine.config import JobConfig
 
     chat = {"backend": "fake", "model": "bench", "fake_latency_s": latency, "concurrency": concurrency}
     # No response cache: the fake's answers repeat, and cached replays would hide the latency.
     overrides = {stage: {"chat": chat, "cache": False} for stage in API_STAGES}
+    for stage in changed:
+        overrides[stage]["max_tokens"] = 300
     # Shards in flight come from the placement (actors x max_in_flight per pool), as in a real run.
     return JobConfig(source=f"virtual:{clips}", stages=STAGES, shard_size=shard_size, executor=executor,
                      stage_config=overrides)
@@ -240,6 +249,25 @@ def api_efficiency(root: Path, latency: float, concurrency: int) -> dict:
     return out
 
 
+# (stages whose config a refresh changes, the API stages it measures): the analyzer's refresh
+# re-runs every stage from it on; the reviewer's re-runs the reviewer, refiner and question writer,
+# whose inputs are then all committed.
+REFRESHES = ((("analyzer",), ("analyzer",)), (("analyzer", "reviewer"), ("reviewer", "refiner")))
+
+
+def fed_efficiency(args, latency: float, root: Path) -> dict:
+    """API stages with their inputs ready: refreshes of a finished dataset (as after a prompt
+    change), where each stage has all its shards at once instead of waiting on the stages
+    before it. This is whether the engine keeps the request slots busy when there is work."""
+    fed = {}
+    for changed, stages in REFRESHES:
+        cfg = job_config(args.clips, latency, args.concurrency, args.shard_size, "ray", changed)
+        run_engine(cfg, root)
+        measured = api_efficiency(root, latency, args.concurrency)
+        fed.update({stage: measured[stage] for stage in stages})
+    return fed
+
+
 def measure(args, label: str, latency: float, work: Path, media: Path, startup: float) -> dict:
     """One round: the plain loop, the engine starting its own cluster, the engine on a cluster
     already up, one after another."""
@@ -253,7 +281,9 @@ def measure(args, label: str, latency: float, work: Path, media: Path, startup: 
     engine_s, engine_cpu, engine_machine, (_, summary) = timed(run_engine, engine_cfg, root)
     ray.shutdown()
     start_cluster(engine_cfg)
-    warm_s, warm_cpu, _, _ = timed(run_engine, engine_cfg, fresh_dataset(work, f"warm-{label}", media))
+    warm_root = fresh_dataset(work, f"warm-{label}", media)
+    warm_s, warm_cpu, _, _ = timed(run_engine, engine_cfg, warm_root)
+    fed = fed_efficiency(args, latency, warm_root) if label == "api" else None
     ray.shutdown()
     stage_s = {k: round(v["seconds"], 1) for k, v in summary["stages"].items()}
     without_startup = seq / max(engine_s - startup, 1e-9)
@@ -268,6 +298,10 @@ def measure(args, label: str, latency: float, work: Path, media: Path, startup: 
               "engine_worker_s_per_stage": stage_s}
     if label == "api":
         result["api_stages"] = api_efficiency(root, latency, args.concurrency)
+        result["api_stages_fed"] = fed
+        print(f"{'':>8}  API concurrency efficiency in the build: "
+              f"{ {k: v['efficiency'] for k, v in result['api_stages'].items()} }; "
+              f"with inputs ready (refreshes): { {k: v['efficiency'] for k, v in fed.items()} }", file=sys.stderr)
     print(f"{label:>8}: loop {seq:7.1f}s ({seq_cpu:.0f} cpu-s)  engine {engine_s:7.1f}s ({engine_cpu:.0f} cpu-s,"
           f" {engine_cpu / max(seq_cpu, 1e-9):.2f}x the loop's)  ratio {seq / engine_s:5.2f}"
           f" ({without_startup:.2f} without the {startup:.1f}s start-up)  worker seconds per stage {stage_s}",
@@ -287,9 +321,10 @@ def median_round(rounds: list[dict]) -> dict:
         chosen[key] = round(median(r[key] for r in rounds), 3)
     chosen["running_cluster"] = {**chosen["running_cluster"], **{
         key: round(median(r["running_cluster"][key] for r in rounds), 3) for key in ("ratio", "cpu_ratio")}}
-    if "api_stages" in chosen:
-        chosen["api_stages"] = {stage: {**info, "efficiency": round(median(
-            r["api_stages"][stage]["efficiency"] for r in rounds), 3)} for stage, info in chosen["api_stages"].items()}
+    for key in ("api_stages", "api_stages_fed"):
+        if key in chosen:
+            chosen[key] = {stage: {**info, "efficiency": round(median(
+                r[key][stage]["efficiency"] for r in rounds), 3)} for stage, info in chosen[key].items()}
     chosen["rounds"] = [{"ratio": r["ratio"], "cpu_ratio": r["cpu_ratio"], "sequential_s": r["sequential_s"],
                          "running_cluster_ratio": r["running_cluster"]["ratio"]} for r in rounds]
     return chosen
@@ -322,6 +357,7 @@ def main() -> None:
         rounds = [measure(args, label, latency, work, media, startup) for _ in range(args.repeats)]
         results[label] = median_round(rounds)
     efficiency = [v["efficiency"] for k, v in results["api"]["api_stages"].items() if k != "annotator"]
+    fed = results["api"]["api_stages_fed"]
     final = {
         "clips": args.clips,
         "cores": os.cpu_count(),
@@ -333,6 +369,7 @@ def main() -> None:
         "cpu_ratio_with_api_latency": results["api"]["cpu_ratio"],
         "running_cluster": {label: results[label]["running_cluster"] for label in results},
         "api_concurrency_efficiency": round(sum(efficiency) / len(efficiency), 3),
+        "api_concurrency_efficiency_fed": {stage: info["efficiency"] for stage, info in fed.items()},
         "driver_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "ray_startup_s": round(startup, 2),
         "details": results,

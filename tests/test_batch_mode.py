@@ -74,3 +74,20 @@ def test_resume_after_a_crash_by_batch_id(dataset):
     ids = lambda out: sorted(r.question_id for r in out.rows["mcqs"])  # noqa: E731
     assert len(ids(resumed)) >= 4 and ids(resumed) == ids(online_like)
     assert online_like.counters["chat_cached"] == 2
+
+
+def test_a_stage_that_streams_clip_by_clip_sends_one_batch_job_per_shard(dataset):
+    """The reviewer sends an online model each clip's asks as soon as they are built; the Batch
+    API gets the whole shard as one job (a job per clip would multiply files and waits)."""
+    from agents.reviewer import MaskReviewer
+
+    verdict = json.dumps({"verdict": "accept", "score": 0.9, "reason": "the mask follows the object"})
+    batch = batch_from_store(dataset.root, ("objects", "captions"))
+    clips = {r.clip_id for r in batch.tables["objects"]}
+    cfg = {"backend": "openai-batch", "model": "gpt-4o-mini", "base_url": "", "batch_poll_s": 0.01}
+    with BatchServer(lambda body: verdict, polls_before_done=1) as server:
+        reviewer = MaskReviewer({"chat": {**cfg, "base_url": server.base_url}})
+        out = reviewer(batch)
+        assert server.created == {"files": 1, "batches": 1}
+    reviewed = {r.clip_id for r in out.rows["reviews"]}
+    assert len(clips) == 2 and reviewed == clips and out.counters["chat_calls"] >= 2

@@ -15,7 +15,8 @@ EXPECTED = {  # script -> keys its final JSON line must have
     "chat.py": {"ratio", "baseline", "continuous"},
     "gpu.py": {"device", "results"},
     "ingest.py": {"ratio_curation_to_decode", "clips"},
-    "pipeline.py": {"ratio_vs_sequential", "api_concurrency_efficiency", "running_cluster"},
+    "pipeline.py": {"ratio_vs_sequential", "api_concurrency_efficiency", "api_concurrency_efficiency_fed",
+                    "running_cluster"},
     "vision.py": {"rows", "device"},
 }
 

@@ -105,6 +105,10 @@ class CachedChatBackend(ChatBackend):
     def takes_video(self) -> bool:
         return self.inner.takes_video
 
+    @property
+    def whole_batches(self) -> bool:
+        return self.inner.whole_batches
+
     def teardown(self) -> None:
         self.inner.teardown()
         self.cache.close()

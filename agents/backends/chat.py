@@ -71,6 +71,9 @@ class ChatBackend(ABC):
     # as one video with its time axis (Qwen-VL, local or in vLLM); stages send separate images to
     # a backend without it. Known after `setup()`.
     takes_video: bool = False
+    # Each `chat_batch` call is a job of its own (the Batch API): stages then send a shard's
+    # requests in one call instead of clip by clip as they are built.
+    whole_batches: bool = False
 
     def setup(self) -> None:
         """Load the model or open the client; called once per actor."""

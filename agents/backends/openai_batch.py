@@ -41,6 +41,8 @@ class BatchPending(RuntimeError):
 
 
 class OpenAIBatchBackend(ChatBackend):
+    whole_batches = True  # one Batch API job per call: a shard's requests travel together
+
     def __init__(self, model: str, state_dir: str | Path | None, *, revision: str = "main", base_url: str | None = None,
                  api_key: str | None = None, client: Any = None, poll_interval_s: float = 30.0,
                  max_wait_s: float = 24 * 3600, max_requests_per_file: int = 50_000):
