@@ -17,8 +17,9 @@ stages (analyzer, reviewer, refiner) while busy, over concurrency / latency, wit
 latency; 1.0 means every request slot was always waiting on the API). In the build the API
 stages mostly wait on the CPU-bound stages before them and get one shard at a time, so a shard's
 reading and writing count as idle slots; `api_concurrency_efficiency_fed` is the same measure in
-refreshes of the finished dataset (a changed analyzer, then a changed reviewer), where a stage
-has all its shards at once: whether the engine keeps the slots busy when there is work.
+refreshes of the finished dataset (a changed reviewer, then a changed analyzer in a job that ends
+with it), where a stage has all its shards at once: whether the engine keeps the slots busy when
+there is work.
 """
 
 from __future__ import annotations
@@ -60,18 +61,18 @@ def render_media(folder: Path, clips: int) -> float:
 
 
 def job_config(clips: int, latency: float, concurrency: int, shard_size: int, executor: str,
-               changed: tuple[str, ...] = ()):
+               changed: tuple[str, ...] = (), stages: list[str] = STAGES):
     """The bench's job; stages in `changed` get another answer budget, which changes their
     fingerprint: a build of that config on a finished dataset is a refresh from the first of them."""
     from engine.config import JobConfig
 
     chat = {"backend": "fake", "model": "bench", "fake_latency_s": latency, "concurrency": concurrency}
     # No response cache: the fake's answers repeat, and cached replays would hide the latency.
-    overrides = {stage: {"chat": chat, "cache": False} for stage in API_STAGES}
-    for stage in changed:
+    overrides = {stage: {"chat": chat, "cache": False} for stage in API_STAGES if stage in stages}
+    for stage in set(changed) & set(overrides):
         overrides[stage]["max_tokens"] = 300
     # Shards in flight come from the placement (actors x max_in_flight per pool), as in a real run.
-    return JobConfig(source=f"virtual:{clips}", stages=STAGES, shard_size=shard_size, executor=executor,
+    return JobConfig(source=f"virtual:{clips}", stages=stages, shard_size=shard_size, executor=executor,
                      stage_config=overrides)
 
 
@@ -220,8 +221,11 @@ def run_sequential(cfg, root: Path) -> float:
 
 
 def busy_seconds(records: list[dict]) -> float:
-    """Wall time during which a stage had at least one shard in work (overlaps counted once)."""
-    spans = sorted((r["committed_at"] - r["seconds"], r["committed_at"]) for r in records)
+    """Wall time during which a stage had at least one shard in work (overlaps counted once):
+    each task from when its worker began it, for its own seconds (the wait for the driver to
+    commit it is not work)."""
+    spans = sorted((r["started_at"], r["started_at"] + r["seconds"]) if "started_at" in r
+                   else (r["committed_at"] - r["seconds"], r["committed_at"]) for r in records)
     total, current_start, current_end = 0.0, None, None
     for start, end in spans:
         if current_end is None or start > current_end:
@@ -249,22 +253,24 @@ def api_efficiency(root: Path, latency: float, concurrency: int) -> dict:
     return out
 
 
-# (stages whose config a refresh changes, the API stages it measures): the analyzer's refresh
-# re-runs every stage from it on; the reviewer's re-runs the reviewer, refiner and question writer,
-# whose inputs are then all committed.
-REFRESHES = ((("analyzer",), ("analyzer",)), (("analyzer", "reviewer"), ("reviewer", "refiner")))
+# (stages whose config a refresh changes, the job's stages, the API stages it measures): a changed
+# reviewer re-runs the reviewer, refiner and question writer; then a job that ends at the analyzer,
+# with the analyzer changed, re-runs the analyzer alone (in the whole job the annotator, which
+# follows it, would run again too and hold the shards in flight).
+REFRESHES = ((("reviewer",), STAGES, ("reviewer", "refiner")),
+             (("analyzer", "reviewer"), STAGES[: STAGES.index("analyzer") + 1], ("analyzer",)))
 
 
 def fed_efficiency(args, latency: float, root: Path) -> dict:
     """API stages with their inputs ready: refreshes of a finished dataset (as after a prompt
-    change), where each stage has all its shards at once instead of waiting on the stages
-    before it. This is whether the engine keeps the request slots busy when there is work."""
+    change), where a stage has all its shards at once instead of waiting on the stages before
+    it. This is whether the engine keeps the request slots busy when there is work."""
     fed = {}
-    for changed, stages in REFRESHES:
-        cfg = job_config(args.clips, latency, args.concurrency, args.shard_size, "ray", changed)
+    for changed, stages, measured_stages in REFRESHES:
+        cfg = job_config(args.clips, latency, args.concurrency, args.shard_size, "ray", changed, stages)
         run_engine(cfg, root)
         measured = api_efficiency(root, latency, args.concurrency)
-        fed.update({stage: measured[stage] for stage in stages})
+        fed.update({stage: measured[stage] for stage in measured_stages})
     return fed
 
 

@@ -185,6 +185,8 @@ def _commit(store: DatasetStore, pipeline: Pipeline, shard: Shard, task: ShardTa
         "seconds": round(result.seconds, 3),
         "committed_at": time.time(),
     }
+    if result.started_at is not None:  # when the worker began it: its busy span, without the wait to commit
+        record["started_at"] = round(result.started_at, 3)
     if task.items:  # the source: which items the shard holds, and the clips they made
         record["source_keys"] = sorted(i.source_key for i in shard.items)
         record["signature"] = shard.signature

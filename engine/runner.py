@@ -47,6 +47,7 @@ class ShardResult:
     retryable: int
     counters: dict[str, int]
     seconds: float
+    started_at: float | None = None  # the worker's clock (time.time()) when it began the task
 
 
 def load_batch(root: Path, task: ShardTask, stage: Stage, storage: Any = None) -> Batch:
@@ -129,7 +130,7 @@ WRITTEN = WrittenShards()
 
 
 def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     batch = load_batch(store.root, task, stage, store.storage)
     store.sync_media(batch.tables.get("clips", []), upload=False)
     excluded = task.excluded
@@ -161,6 +162,7 @@ def run_task(stage: Stage, store: DatasetStore, task: ShardTask) -> ShardResult:
         retryable=sum(1 for r in tables["rejections"] if r.retryable),
         counters=dict(output.counters),
         seconds=time.perf_counter() - started,
+        started_at=started_at,
     )
 
 

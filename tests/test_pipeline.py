@@ -93,6 +93,16 @@ def test_rerun_does_nothing_and_adding_clips_runs_only_them(tmp_path):
     assert _rows(store, "SELECT count(*), count(DISTINCT caption_id) FROM captions") == [(7, 7)]
 
 
+def test_a_commit_record_says_when_its_worker_began_and_how_long_it_worked(tmp_path):
+    _videos(tmp_path / "src", 3)
+    before = time.time()
+    _, _, store = _run(tmp_path / "ds", tmp_path / "src")
+    records = [r for stage in ("ingest", "echo") for r in store.commits(stage).values()]
+    assert len(records) == 4
+    for record in records:  # the span a benchmark counts as busy ends before the driver commits it
+        assert before <= record["started_at"] <= record["started_at"] + record["seconds"] <= record["committed_at"] + 0.01
+
+
 def test_changed_stage_config_recomputes_from_that_stage_only(tmp_path):
     _videos(tmp_path / "src", 3)
     _run(tmp_path / "ds", tmp_path / "src")
