@@ -198,3 +198,23 @@ def test_a_tiny_build_made_by_other_code_or_transformers_is_not_reused(monkeypat
     finally:
         models._builders_fingerprint.cache_clear()
     assert today.parent == models.cache_root() / "tiny" and today.name.startswith("qwen2.5-vl-seed0-")
+
+
+def test_rows_record_the_commit_of_the_hf_cache_snapshot_they_came_from(tmp_path, monkeypatch):
+    """A branch such as `main` moves on: a row made from a Hugging Face cache snapshot names the
+    snapshot's commit, read from the cache's own layout (refs/main -> snapshots/<commit>)."""
+    import huggingface_hub.constants
+    import pyarrow.parquet as pq
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--Org--Tiny-Chat"
+    shutil.copytree(resolve_model("tiny:qwen3"), repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    profile = _profile_with(tmp_path, "analyzer", {"model": "Org/Tiny-Chat"})
+    assert main(["build-motionvid-qa", "--dataset", str(tmp_path / "ds"), "--source", "virtual:2", "--profile",
+                 str(profile), "--stages", "ingest,analyzer", "--executor", "local"]) == 0
+    phrases = pq.read_table(tmp_path / "ds" / "phrases").to_pylist()
+    assert phrases and {(p["model"], p["model_revision"]) for p in phrases} == {("Org/Tiny-Chat", commit)}

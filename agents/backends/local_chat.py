@@ -48,11 +48,12 @@ class LocalChatBackend(ChatBackend):
         import torch
 
         from agents.backends.continuous import DecodeLoop
-        from agents.backends.models import ModelNotFound, resolve_model
+        from agents.backends.models import ModelNotFound, loaded_revision, resolve_model
 
         if self._model is not None:
             return
         path = resolve_model(self.cfg.model, self.cfg.revision, self.cfg.seed)
+        self.revision = loaded_revision(path, self.cfg.revision)
         model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
         if model_type == "internvl_chat":
             raise ModelNotFound(

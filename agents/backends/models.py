@@ -94,6 +94,15 @@ def resolve_model(ref: str, revision: str = "main", seed: int = 0, allow_downloa
         ) from None
 
 
+def loaded_revision(path: Path, configured: str) -> str:
+    """The revision a row records for the files at `path`: the commit of a Hugging Face cache
+    snapshot (`.../snapshots/<commit>`), since a branch such as `main` moves on; else the
+    configured one (a local folder or a tiny build has no commit)."""
+    if path.parent.name == "snapshots" and len(path.name) == 40 and all(c in "0123456789abcdef" for c in path.name):
+        return path.name
+    return configured
+
+
 def download_hint(ref: str, revision: str = "main") -> str:
     """The exact way to get a missing checkpoint here."""
     rev = "" if revision == "main" else f" --revision {revision}"

@@ -185,10 +185,10 @@ def load_sam3(cfg) -> Sam3VideoSegmenter:
     """The Segmentor config's SAM 3 video checkpoint, resolved and loaded. Random weights give
     low scores everywhere, so the thresholds come from the config (`box_threshold`). Tracking cost
     grows with every object: a crowded clip tracks at most four times the objects it may keep."""
-    from agents.backends.models import resolve_model
+    from agents.backends.models import loaded_revision, resolve_model
 
     path = resolve_model(cfg.video_model, cfg.video_model_revision, cfg.seed, cfg.allow_download)
-    segmenter = Sam3VideoSegmenter(path, cfg.video_model, cfg.video_model_revision, cfg.device, cfg.dtype,
+    segmenter = Sam3VideoSegmenter(path, cfg.video_model, loaded_revision(path, cfg.video_model_revision), cfg.device, cfg.dtype,
                                    score_threshold=cfg.box_threshold, new_object_threshold=cfg.box_threshold,
                                    max_tracked=4 * cfg.max_objects_per_clip)
     segmenter.setup()

@@ -276,28 +276,28 @@ class TransformersVideoPropagator:
 
 def load_detector(cfg) -> TransformersDetector:
     """The Segmentor config's detector, resolved (tiny build, folder or HF cache) and loaded."""
-    from agents.backends.models import resolve_model
+    from agents.backends.models import loaded_revision, resolve_model
 
     path = resolve_model(cfg.detector, cfg.detector_revision, cfg.seed, cfg.allow_download)
-    detector = TransformersDetector(path, cfg.detector, cfg.detector_revision, cfg.device, cfg.dtype,
+    detector = TransformersDetector(path, cfg.detector, loaded_revision(path, cfg.detector_revision), cfg.device, cfg.dtype,
                                     batch_size=cfg.detector_batch_size)
     detector.setup()
     return detector
 
 
 def load_segmenter(cfg) -> TransformersBoxSegmenter:
-    from agents.backends.models import resolve_model
+    from agents.backends.models import loaded_revision, resolve_model
 
     path = resolve_model(cfg.segmenter, cfg.segmenter_revision, cfg.seed, cfg.allow_download)
-    segmenter = TransformersBoxSegmenter(path, cfg.segmenter, cfg.segmenter_revision, cfg.device, cfg.dtype)
+    segmenter = TransformersBoxSegmenter(path, cfg.segmenter, loaded_revision(path, cfg.segmenter_revision), cfg.device, cfg.dtype)
     segmenter.setup()
     return segmenter
 
 
 def load_propagator(cfg) -> TransformersVideoPropagator:
-    from agents.backends.models import resolve_model
+    from agents.backends.models import loaded_revision, resolve_model
 
     path = resolve_model(cfg.propagator, cfg.propagator_revision, cfg.seed, cfg.allow_download)
-    propagator = TransformersVideoPropagator(path, cfg.propagator, cfg.propagator_revision, cfg.device, cfg.dtype)
+    propagator = TransformersVideoPropagator(path, cfg.propagator, loaded_revision(path, cfg.propagator_revision), cfg.device, cfg.dtype)
     propagator.setup()
     return propagator

@@ -74,10 +74,11 @@ class VllmChatBackend(ChatBackend):
         from transformers import AutoTokenizer
 
         from agents.backends.grammar import JSON_OPTIONS
-        from agents.backends.models import resolve_model
+        from agents.backends.models import loaded_revision, resolve_model
 
         path = resolve_model(self.cfg.model, self.cfg.revision, self.cfg.seed)
         self._path = path
+        self.revision = loaded_revision(path, self.cfg.revision)
         # Qwen-VL in vLLM takes frames plus their time stamps as one video (`_video`); other models
         # get separate images, which every vLLM vision model reads.
         self.takes_video = _model_type(path) in QWEN_VL_TYPES
