@@ -66,21 +66,26 @@ def load_batch(root: Path, task: ShardTask, stage: Stage, storage: Any = None) -
 
 
 def read_rows(root: Path, location: str, table: str, storage: Any = None) -> list[Any]:
-    """The validated rows at one location: from this process's memory when it wrote that very
-    file (a stage co-located with its upstream, the local executor), else from the file."""
+    """The validated rows at one location: from this process's memory when it wrote or already
+    read that very file (stages co-located with their upstream or with each other, the local
+    executor), else from the file."""
     local = storage is None or not storage.remote
-    remembered = WRITTEN.get(Path(root) / location) if local else None
+    path = Path(root) / location
+    remembered = WRITTEN.get(path) if local else None
     if isinstance(remembered, list):
         return remembered
     arrow = remembered if remembered is not None else read_location(storage or root, location, table)
     if arrow is None:
         return []
     model = row_model(table)
-    return [model.model_validate(r) for r in arrow.to_pylist()]
+    rows = [model.model_validate(r) for r in arrow.to_pylist()]
+    if local:
+        WRITTEN.keep(path, rows)
+    return rows
 
 
 class WrittenShards:
-    """Rows of the shard files this process staged lately, keyed by the file's identity (device,
+    """Rows of the shard files this process staged or read lately, keyed by the file's identity (device,
     inode, size, modification time), which the commit's rename keeps and any rewrite changes.
     A table whose Arrow schema rounds values (float32 boxes) keeps its Arrow table instead of
     the rows, so a reader gets exactly what reading the file gives."""
@@ -96,6 +101,16 @@ class WrittenShards:
             return
         with self.lock:
             self.entries[key] = rows if _exact_round_trip(arrow.schema) else arrow
+            while len(self.entries) > self.limit:
+                self.entries.popitem(last=False)
+
+    def keep(self, path: Path, rows: list[Any]) -> None:
+        """Rows validated from a file as it is now: the next reader of that file gets them."""
+        key = _identity(path)
+        if key is None:
+            return
+        with self.lock:
+            self.entries[key] = rows
             while len(self.entries) > self.limit:
                 self.entries.popitem(last=False)
 

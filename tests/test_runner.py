@@ -56,3 +56,27 @@ def test_float32_columns_read_as_the_file_gives_them(tmp_path):
     got = read_rows(store.root, location, "objects")
     assert got == _from_file(store, location, "objects")
     assert got[0].boxes != row.boxes  # rounded to float32 by the file, and so by the hand-over
+
+
+def test_a_file_another_process_wrote_is_validated_once_per_process(tmp_path, monkeypatch):
+    """Stages sharing an actor read the same upstream file (the reviewer and the question writer
+    both read objects): the second read gets the rows the first validated; a rewrite reads again."""
+    store = DatasetStore(tmp_path / "ds")
+    location = _stage(store, "captions", _captions("first"), remember=False)
+    import engine.runner as runner
+
+    reads, original = [], runner.read_location
+
+    def counting(root, where, table):
+        reads.append(where)
+        return original(root, where, table)
+
+    monkeypatch.setattr(runner, "read_location", counting)
+    first = read_rows(store.root, location, "captions")
+    second = read_rows(store.root, location, "captions")
+    assert reads == [location] and all(a is b for a, b in zip(first, second, strict=True))
+    assert first == _from_file(store, location, "captions")
+
+    location = _stage(store, "captions", _captions("second"), remember=False)
+    assert [r.text for r in read_rows(store.root, location, "captions")] == ["second 0", "second 1", "second 2"]
+    assert reads == [location, location]
