@@ -96,21 +96,19 @@ class WrittenShards:
         self.lock = threading.Lock()  # actors run several shards in threads
 
     def remember(self, path: str | Path, rows: list[Any], arrow: Any) -> None:
-        key = _identity(path)
-        if key is None:
-            return
-        with self.lock:
-            self.entries[key] = rows if _exact_round_trip(arrow.schema) else arrow
-            while len(self.entries) > self.limit:
-                self.entries.popitem(last=False)
+        """Rows this process staged at `path`."""
+        self._put(path, rows if _exact_round_trip(arrow.schema) else arrow)
 
     def keep(self, path: Path, rows: list[Any]) -> None:
         """Rows validated from a file as it is now: the next reader of that file gets them."""
+        self._put(path, rows)
+
+    def _put(self, path: str | Path, entry: list[Any] | Any) -> None:
         key = _identity(path)
         if key is None:
             return
         with self.lock:
-            self.entries[key] = rows
+            self.entries[key] = entry
             while len(self.entries) > self.limit:
                 self.entries.popitem(last=False)
 
