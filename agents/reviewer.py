@@ -66,15 +66,11 @@ class MaskReviewer(ChatStage):
         return out
 
     def _clip_asks(self, batch: Batch, clip, objects, captions, out: StageOutput) -> list[Ask]:
-        reviewable = []
+        """One clip's asks: an object without a caption is a rejection, the others are reviewed."""
         for obj in objects:
-            if obj.object_id in captions:
-                reviewable.append(obj)
-            else:
+            if obj.object_id not in captions:
                 out.reject(self.name, obj.object_id, "no_caption", "no object caption to review", obj.clip_id)
-        return self._asks(batch, clip, reviewable, captions, out)
-
-    def _asks(self, batch: Batch, clip, objects, captions, out: StageOutput) -> list[Ask]:
+        objects = [obj for obj in objects if obj.object_id in captions]
         images = {}
         if self.config.mode == "vlm" and objects:
             if clip is None:
