@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.audit import load_checks, run_audit  # noqa: E402
-from schemas import arrow_schema, encode_masks, mask_box  # noqa: E402
+from schemas import arrow_schema, encode_masks, mask_areas, mask_box  # noqa: E402
 
 CATEGORIES = np.array(["MR", "LM", "CM", "MO", "AO", "RC"])
 SUBJECTS = ["red circle", "blue square", "green triangle", "yellow star", "camera", "white ball"]
@@ -98,6 +98,7 @@ def objects_table(objects: int, clips: int, frames: int, rng: np.random.Generato
     rles = encode_masks(stack)
     masks = [{"size": r.size, "counts": r.counts} for r in rles]
     boxes = [mask_box(r) for r in rles]
+    areas = mask_areas(rles)  # what every object row carries (ObjectRow fills it from the masks)
     columns = {
         "object_id": pa.array([f"o{k:015x}" for k in range(objects)]),
         "clip_id": pa.array([f"{c:016x}" for c in rng.integers(0, clips, objects)]),
@@ -106,6 +107,7 @@ def objects_table(objects: int, clips: int, frames: int, rng: np.random.Generato
         "masks": pa.array([masks] * objects, arrow_schema("objects").field("masks").type),
         "boxes": pa.array([boxes] * objects, arrow_schema("objects").field("boxes").type),
         "score": pa.array(np.ones(objects)), "source": pa.array(["segmentor"] * objects),
+        "areas": pa.array([areas] * objects, arrow_schema("objects").field("areas").type),
         **lineage(objects, "sam2-hiera-tiny", rng),
     }
     return table("objects", columns, objects)

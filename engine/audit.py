@@ -361,7 +361,7 @@ class AuditDatabase:
         self.versions = versions if self.remote else self._pin(versions)
         self.files = {t: v.files + list(v.partial) for t, v in self.versions.items()}
         for table, version in self.versions.items():
-            self.con.execute(view_sql(self.con, table, version))
+            view_sql(self.con, table, version)
         self.columns = self._columns()
         # Row counts per table and source, counted once: several checks read them, and as a view
         # every read scanned every table again.

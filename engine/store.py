@@ -629,7 +629,7 @@ class DatasetStore:
         con = duckdb.connect(database)
         self.register(con)
         for table in TABLES:
-            con.execute(view_sql(con, table, self.table_version(table)))
+            view_sql(con, table, self.table_version(table))
         return con
 
     def register(self, con: Any) -> None:
@@ -639,11 +639,13 @@ class DatasetStore:
 
 
 def view_sql(con: Any, table: str, version: TableVersion) -> str:
-    """CREATE VIEW for one table version: whole files, plus the live row ranges of partial parts."""
+    """Create the view of one table version (whole files, plus the live row ranges of partial parts)
+    on `con` and return its statement. Columns are matched by name; a contract column that no file
+    has yet (files written before a nullable column was added) reads as a typed null."""
     selects = []
     if version.files:
         listed = ", ".join(_quote(f) for f in version.files)
-        selects.append(f"SELECT * FROM read_parquet([{listed}])")
+        selects.append(f"SELECT * FROM read_parquet([{listed}], union_by_name = true)")
     for path, ranges in version.partial.items():
         keep = " OR ".join(f"file_row_number BETWEEN {first} AND {first + rows - 1}" for first, rows in ranges)
         selects.append(f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({_quote(path)}, "
@@ -651,7 +653,27 @@ def view_sql(con: Any, table: str, version: TableVersion) -> str:
     if not selects:
         con.register(f"_empty_{table}", arrow_schema(table).empty_table())
         selects.append(f"SELECT * FROM _empty_{table}")
-    return f"CREATE OR REPLACE VIEW {table} AS " + "\nUNION ALL ".join(selects)
+    body = "\nUNION ALL BY NAME ".join(selects)
+    statement = f"CREATE OR REPLACE VIEW {table} AS {body}"
+    con.execute(statement)
+    missing = _missing_contract_columns(con, table)
+    if missing:
+        statement = f"CREATE OR REPLACE VIEW {table} AS SELECT *, {', '.join(missing)} FROM ({body})"
+        con.execute(statement)
+    return statement
+
+
+def _missing_contract_columns(con: Any, table: str) -> list[str]:
+    """`CAST(NULL AS type) AS name` for each contract column the view lacks (none for other tables)."""
+    if table not in TABLES:
+        return []
+    have = set(con.table(table).columns)  # duckdb_columns() took 20 ms, this about 1
+    if all(f.name in have for f in arrow_schema(table)):
+        return []
+    con.register(f"_contract_{table}", arrow_schema(table).empty_table())
+    typed = con.execute(f"DESCRIBE SELECT * FROM _contract_{table}").fetchall()
+    con.unregister(f"_contract_{table}")
+    return [f'CAST(NULL AS {ctype}) AS "{name}"' for name, ctype, *_ in typed if name not in have]
 
 
 def read_location(root: Any, location: str | None, table: str | None = None,

@@ -4,7 +4,7 @@ This package is the bottom layer: it imports nothing from the rest of the projec
 """
 
 from schemas.enums import CaptionKind, McqCategory, Reason, Verdict
-from schemas.masks import Rle, decode_mask, encode_mask, encode_masks, mask_area, mask_box
+from schemas.masks import Rle, decode_mask, encode_mask, encode_masks, mask_area, mask_areas, mask_box
 from schemas.rows import (
     SCHEMA_VERSION,
     CaptionRow,
@@ -47,6 +47,7 @@ __all__ = [
     "encode_mask",
     "encode_masks",
     "mask_area",
+    "mask_areas",
     "mask_box",
     "rejection",
     "row_model",

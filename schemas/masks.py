@@ -50,6 +50,13 @@ def mask_area(rle: Rle | dict) -> int:
     return int(mask_utils.area(coco))
 
 
+def mask_areas(rles: list[Rle]) -> list[int]:
+    """The area of each mask, in pycocotools calls of at most 255 masks (its area() of a list counts
+    them in a uint8)."""
+    coco = [r.to_coco() for r in rles]
+    return [int(a) for k in range(0, len(coco), 255) for a in mask_utils.area(coco[k : k + 255])]
+
+
 def mask_box(rle: Rle | dict) -> list[float]:
     """Tight xyxy box in pixels; [0, 0, 0, 0] for an empty mask."""
     coco = rle.to_coco() if isinstance(rle, Rle) else _coco_dict(rle)

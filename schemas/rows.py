@@ -16,7 +16,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.enums import CaptionKind, McqCategory, Verdict
-from schemas.masks import Rle
+from schemas.masks import Rle, mask_areas
 
 SCHEMA_VERSION = "1"
 
@@ -100,6 +100,9 @@ class ObjectRow(_WithLineage):
     boxes: list[list[float]] = Field(min_length=1)
     score: float
     source: str = Field(description="virtual for ground truth, else the producing agent")
+    areas: list[int] | None = Field(
+        None, description="pixels in each mask, aligned with masks; filled from the masks when a row is validated "
+                          "(null only in files written before the column: readers fall back to the masks)")
 
     @model_validator(mode="after")
     def _aligned(self):
@@ -110,6 +113,10 @@ class ObjectRow(_WithLineage):
             raise ValueError("every box must be [x0, y0, x1, y1]")
         if len(set(self.frame_indices)) != n:
             raise ValueError("frame_indices repeat")
+        if self.areas is None:
+            self.areas = mask_areas(self.masks)
+        elif len(self.areas) != n:
+            raise ValueError(f"{n} masks but {len(self.areas)} areas")
         return self
 
 

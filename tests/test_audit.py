@@ -6,15 +6,27 @@ import csv
 import io
 import json
 import threading
+from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from engine import audit
+from engine.compact import compact
 from engine.run import main as cli
 from engine.store import DatasetStore
-from schemas import CaptionRow, McqRow, PreferenceRow, RejectionRow, ReviewRow, mask_area, stable_id
+from schemas import (
+    CaptionRow,
+    McqRow,
+    ObjectRow,
+    PreferenceRow,
+    RejectionRow,
+    ReviewRow,
+    mask_area,
+    stable_id,
+)
 from tests.helpers_audit import (
     CATEGORIES,
     LINEAGE,
@@ -124,6 +136,42 @@ def test_mask_quality_flags_masks_covering_most_of_the_frame(healthy):
     assert (result.status, result.value) == ("warn", pytest.approx(1 / 9))
     assert [(r["label"], r["huge"]) for r in result.examples.records()] == [("everything", True)]
     assert result.note == ""  # no run.json naming random-weight models: nothing excuses it
+
+
+def _write_without_areas(data: DatasetRows, monkeypatch) -> None:
+    """Commit the rows as a writer did before objects had an `areas` column."""
+    with monkeypatch.context() as patch:
+        patch.setattr(ObjectRow, "ARROW", ObjectRow.ARROW.remove(ObjectRow.ARROW.get_field_index("areas")))
+        data.write()
+    assert "areas" not in pq.read_schema(DatasetStore(data.root).table_version("objects").files[0]).names
+
+
+def test_mask_quality_reads_objects_written_before_the_areas_column(healthy, monkeypatch):
+    clip_id = healthy.clips[0].clip_id
+    flicker = square_masks(10, 10, 24, 2, 0)
+    flicker[5::2] = square_masks(10, 10, 6, 2, 0)[5::2]
+    add_object(healthy, clip_id, "flickering blob", flicker)
+    healthy.write()
+    carried = one(healthy.root, "mask_quality", examples=True)
+    _write_without_areas(healthy, monkeypatch)
+    con = DatasetStore(healthy.root).duckdb()
+    assert con.execute("SELECT count(*), count(areas) FROM objects").fetchone() == (9, 0)  # typed nulls
+    decoded = one(healthy.root, "mask_quality", examples=True)
+    assert (decoded.status, decoded.value) == (carried.status, carried.value) == ("warn", pytest.approx(1 / 9))
+    assert decoded.examples.records() == carried.examples.records()
+
+    speck = square_masks(40, 40, 2, 1, 0)  # a later shard, with areas, beside the old file
+    newer = DatasetRows(healthy.root)
+    newer.add("objects", add_object(DatasetRows(healthy.root), clip_id, "speck", speck))
+    newer.write(stage="test", shard="1")
+    mixed = one(healthy.root, "mask_quality", examples=True)
+    assert mixed.value == pytest.approx(2 / 10)
+    assert {r["label"] for r in mixed.examples.records()} == {"flickering blob", "speck"}
+    assert DatasetStore(healthy.root).read_table("objects").column("areas").null_count == 9
+    compact(DatasetStore(healthy.root), target_bytes=1 << 30)  # old and new rows in one part
+    assert [Path(f).name[:5] for f in DatasetStore(healthy.root).table_version("objects").files] == ["part-"]
+    assert one(healthy.root, "mask_quality").value == pytest.approx(2 / 10)
+    assert DatasetStore(healthy.root).read_table("objects").column("areas").null_count == 9
 
 
 def test_mask_area_udf_matches_pycocotools_and_numpy(healthy):

@@ -111,6 +111,18 @@ def test_object_masks_boxes_and_frames_must_align():
         ObjectRow.model_validate(obj)
 
 
+def test_object_rows_carry_the_area_of_each_mask():
+    masks = np.zeros((3, 8, 8), bool)
+    masks[0, :2, :3] = True
+    masks[2] = True
+    row = _object(masks)
+    assert row.areas == [6, 0, 64] == [mask_area(m) for m in row.masks]
+    assert ObjectRow.model_validate(row.model_dump()).areas == [6, 0, 64]  # read back: kept, not recomputed
+    with pytest.raises(ValidationError, match="3 masks but 2 areas"):
+        ObjectRow.model_validate({**row.model_dump(), "areas": [6, 0]})
+    assert ObjectRow.ARROW.field("areas").nullable  # files written before the column read it as null
+
+
 def test_validate_rows_turns_invalid_rows_into_rejections():
     rows = [_clip(), _clip(clip_id="d" * 16, fps=-1)]
     valid, rejected = validate_rows("clips", rows, stage="ingest")

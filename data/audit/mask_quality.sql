@@ -1,18 +1,20 @@
 -- check: mask_quality
 -- measures: share of objects whose masks are empty in every frame, tiny (median area under 0.1% of the frame), huge (median area over half the frame: background, not an object) or flicker (area jumps more than 3x between consecutive non-empty frames)
 -- requires: objects
--- needs: mask_area(STRUCT(size INTEGER[], counts VARCHAR)) -> BIGINT, a Python UDF over pycocotools registered by engine.audit
+-- needs: mask_area(STRUCT(size INTEGER[], counts VARCHAR)) -> BIGINT, a Python UDF over pycocotools registered by engine.audit (only for objects written before the `areas` column)
 -- warn: bad_share > 0.05
 -- fail: bad_share > 0.25
 -- random weights: a random-weight segmenter with zero thresholds returns masks that cover most of the frame
 
 -- [setup]
 -- per object, on its lists (no unnest of every frame, no window sort): areas in frame order, then
--- the jump between consecutive frames where both are non-empty
+-- the jump between consecutive frames where both are non-empty. Rows carry their masks' areas; rows
+-- written before that column decode them (coalesce runs the UDF only on those rows).
 CREATE OR REPLACE TEMP TABLE mask_stats AS
 WITH areas AS (
     SELECT object_id, clip_id, label, source, masks[1].size[1] * masks[1].size[2] AS frame_area,
-           list_select(list_transform(masks, lambda m: mask_area(m)), list_grade_up(frame_indices)) AS a
+           list_select(coalesce(areas, list_transform(masks, lambda m: mask_area(m))),
+                       list_grade_up(frame_indices)) AS a
     FROM objects
 ), per_object AS (
     SELECT object_id, clip_id, label, source, len(a) AS frames, list_max(a) AS max_area,
