@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--clips", type=int, default=20_000)
     parser.add_argument("--shards", type=int, default=10)
-    parser.add_argument("--objects", type=int, default=2000, help="masklets of 32 frames (mask_area UDF load)")
+    parser.add_argument("--objects", type=int, default=2000, help="masklets of 32 frames (the mask check's load)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dataset", type=Path, help="where to build it (default: a temporary folder, removed)")
     parser.add_argument("--smoke", action="store_true", help="20,000 rows, one repeat: seconds, for the test suite")
@@ -183,7 +183,7 @@ def main() -> None:
         print(f"plain DuckDB scan of the MCQ files: {scan_s:.3f} s ({scan_cpu:.3f} CPU-s)")
         print(f"full audit ({len(checks)} checks): {audit_s:.3f} s ({audit_cpu:.3f} CPU-s); slowest: {slowest}")
         masks_s = audit_times[-1].get("mask_quality", 0.0)
-        print(f"mask_quality: {args.objects * 32} RLE masks through the mask_area UDF in {masks_s:.3f} s")
+        print(f"mask_quality: {args.objects * 32} masks (their areas carried by the rows) in {masks_s:.3f} s")
         print(f"ratio audit / scan: {audit_s / scan_s:.1f}x ({audit_cpu / max(scan_cpu, 1e-9):.1f}x in CPU seconds)")
         print(json.dumps({"rows": args.rows, "clips": args.clips, "checks": len(checks), "build_s": round(build_s, 3),
                           "scan_s": round(scan_s, 4), "audit_s": round(audit_s, 3),
