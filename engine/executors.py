@@ -112,9 +112,10 @@ class RayExecutor:
             self.pools.append(pool)
             self.limits.append(max(r.max_in_flight for r in res))
             self.load.update({actor: 0 for actor in pool})
-        self._start_actors()
         self.waiting: list[deque[ShardTask]] = [deque() for _ in groups]
         self.running: dict[Any, tuple[ShardTask, Any]] = {}
+        self.ready: set[Any] = set()  # actors whose stages are set up
+        self.starting = {actor.start.remote(): (g, actor) for g, pool in enumerate(self.pools) for actor in pool}
 
     @property
     def slots(self) -> int:
@@ -126,19 +127,24 @@ class RayExecutor:
         self.waiting[group].append(task)
         self._dispatch(group)
 
-    def _start_actors(self) -> None:
-        """Every actor loads its models before any shard is sent (in parallel across actors)."""
-        for ref in [actor.start.remote() for pool in self.pools for actor in pool]:
-            try:
-                self.ray.get(ref)
-            except Exception as err:  # noqa: BLE001 - the stage's own setup error, said once
-                self.shutdown()
-                stage = getattr(getattr(err, "cause", None), "stage", None) or "?"
-                raise UserError(setup_failure(stage, getattr(err, "cause", None) or err)) from None
+    def _started(self, ref: Any) -> None:
+        """An actor finished loading its models: it takes shards from now on. Every actor loads at
+        once, and a pool's shards start on its first ready actor: the light stages work while a
+        heavy model still loads. A setup that failed ends the run in one sentence, naming the stage
+        (shards already committed stay)."""
+        group, actor = self.starting.pop(ref)
+        try:
+            self.ray.get(ref)
+        except Exception as err:  # noqa: BLE001 - the stage's own setup error, said once
+            self.shutdown()
+            stage = getattr(getattr(err, "cause", None), "stage", None) or "?"
+            raise UserError(setup_failure(stage, getattr(err, "cause", None) or err)) from None
+        self.ready.add(actor)
+        self._dispatch(group)
 
     def _dispatch(self, group: int) -> None:
-        pool = self.pools[group]
-        while self.waiting[group]:
+        pool = [actor for actor in self.pools[group] if actor in self.ready]
+        while self.waiting[group] and pool:
             actor = min(pool, key=lambda a: self.load[a])
             if self.load[actor] >= self.limits[group]:
                 return
@@ -148,12 +154,17 @@ class RayExecutor:
             self.running[ref] = (task, actor)
 
     def next_result(self, timeout: float | None = None) -> tuple[ShardTask, ShardResult | Exception] | None:
-        if not self.running:
+        """The next finished task; None when nothing finished within `timeout` or an actor just
+        became ready (its pool's waiting shards are sent)."""
+        if not self.running and not self.starting:
             return None
-        ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        ready, _ = self.ray.wait([*self.running, *self.starting], num_returns=1, timeout=timeout)
         if not ready:
             return None
         ref = ready[0]
+        if ref in self.starting:
+            self._started(ref)
+            return None
         task, actor = self.running.pop(ref)
         self.load[actor] -= 1
         group = self.group_of[task.stage_index]
@@ -182,6 +193,7 @@ class RayExecutor:
             pool = self.pools[group]
             pool[pool.index(actor)] = fresh = self.makers[group]()
             self.load[fresh] = 0
+            self.ready.add(fresh)  # it sets its stages up before its first shard (StageActor.run)
         time.sleep(LOST_TASK_PAUSE_S)  # let the actor restart elsewhere
         self.waiting[group].appendleft(task)
         self._dispatch(group)

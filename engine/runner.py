@@ -80,7 +80,7 @@ def read_rows(root: Path, location: str, table: str, storage: Any = None) -> lis
     model = row_model(table)
     rows = [model.model_validate(r) for r in arrow.to_pylist()]
     if local:
-        WRITTEN.keep(path, rows)
+        WRITTEN.keep(path, rows, arrow.nbytes)
     return rows
 
 
@@ -88,36 +88,45 @@ class WrittenShards:
     """Rows of the shard files this process staged or read lately, keyed by the file's identity (device,
     inode, size, modification time), which the commit's rename keeps and any rewrite changes.
     A table whose Arrow schema rounds values (float32 boxes) keeps its Arrow table instead of
-    the rows, so a reader gets exactly what reading the file gives."""
+    the rows, so a reader gets exactly what reading the file gives. At most `limit` files and
+    `max_bytes` of their Arrow size are kept (masks of long 4K clips make large shards); the
+    oldest go first, and a file larger than the budget is not kept."""
 
-    def __init__(self, limit: int = 256):
+    def __init__(self, limit: int = 256, max_bytes: int = 512 * 2**20):
         self.limit = limit
-        self.entries: OrderedDict[tuple[int, ...], list[Any] | Any] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict[tuple[int, ...], tuple[list[Any] | Any, int]] = OrderedDict()
+        self.bytes = 0
         self.lock = threading.Lock()  # actors run several shards in threads
 
     def remember(self, path: str | Path, rows: list[Any], arrow: Any) -> None:
         """Rows this process staged at `path`."""
-        self._put(path, rows if _exact_round_trip(arrow.schema) else arrow)
+        self._put(path, rows if _exact_round_trip(arrow.schema) else arrow, arrow.nbytes)
 
-    def keep(self, path: Path, rows: list[Any]) -> None:
-        """Rows validated from a file as it is now: the next reader of that file gets them."""
-        self._put(path, rows)
+    def keep(self, path: Path, rows: list[Any], nbytes: int) -> None:
+        """Rows validated from a file as it is now (`nbytes`: its Arrow size): the next reader of
+        that file gets them."""
+        self._put(path, rows, nbytes)
 
-    def _put(self, path: str | Path, entry: list[Any] | Any) -> None:
+    def _put(self, path: str | Path, entry: list[Any] | Any, nbytes: int) -> None:
         key = _identity(path)
-        if key is None:
+        if key is None or nbytes > self.max_bytes:
             return
         with self.lock:
-            self.entries[key] = entry
-            while len(self.entries) > self.limit:
-                self.entries.popitem(last=False)
+            if key in self.entries:
+                self.bytes -= self.entries.pop(key)[1]
+            self.entries[key] = (entry, nbytes)
+            self.bytes += nbytes
+            while len(self.entries) > self.limit or self.bytes > self.max_bytes:
+                self.bytes -= self.entries.popitem(last=False)[1][1]
 
     def get(self, path: Path) -> list[Any] | Any | None:
         if "#" in path.name or not self.entries:  # a row range of a compacted part: never ours
             return None
         key = _identity(path)
         with self.lock:
-            return self.entries.get(key) if key is not None else None
+            found = self.entries.get(key) if key is not None else None
+        return found[0] if found else None
 
 
 def _identity(path: str | Path) -> tuple[int, ...] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from agents.base import Batch, Stage, StageConfig, StageOutput
@@ -43,6 +44,31 @@ class NicenessProbe(Stage):
 
 class NicenessProbeToo(NicenessProbe):
     name = "niceness_too"
+
+
+class SlowSetupConfig(StageConfig):
+    setup_s: float = 0.0  # how long loading its "model" takes
+    fail: bool = False  # the load ends with an error
+    done_file: str = ""  # where the time (time.time()) the setup ended is written
+
+
+class SlowSetupCaptioner(Stage[SlowSetupConfig]):
+    """A stage whose setup takes a while (a large model loading), then works or fails."""
+
+    name = "slow_setup"
+    config_model = SlowSetupConfig
+    reads = ("clips",)
+    writes = ("captions",)
+
+    def setup(self) -> None:
+        time.sleep(self.config.setup_s)
+        if self.config.done_file:
+            Path(self.config.done_file).write_text(repr(time.time()))
+        if self.config.fail:
+            raise RuntimeError("weights file is truncated")
+
+    def process_batch(self, batch: Batch) -> StageOutput:
+        return caption_each_clip(self, batch, "loaded")
 
 
 def caption_each_clip(stage: Stage, batch: Batch, text: str) -> StageOutput:

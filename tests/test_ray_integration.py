@@ -134,6 +134,35 @@ def test_actor_dying_mid_batch_is_restarted_and_its_batch_retried(ray_local, tmp
     assert _count(tmp_path / "ds", "SELECT count(*) FROM '{root}/rejections/*.parquet'") == [(0,)]
 
 
+@pytest.mark.parametrize("fail", [False, True])
+def test_shards_start_on_ready_actors_while_a_slow_model_still_loads(ray_local, tmp_path, fail):
+    """Ingest's shards commit while the next stage's actor is still loading its model; a load that
+    fails then ends the run in one sentence naming the stage, and the committed shards stay."""
+    from agents.ingest import Ingest
+    from engine.errors import UserError
+    from engine.store import DatasetStore
+    from tests.stages_for_tests import SlowSetupCaptioner
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    for i in range(4):
+        write_good_clip(src / f"v{i}.mp4", n=8, seed=i)
+    done = tmp_path / "setup-done"
+    slow = SlowSetupCaptioner({"setup_s": 6.0, "fail": fail, "done_file": str(done),
+                               "resources": {"num_cpus": 0.5}})
+    if fail:
+        with pytest.raises(UserError, match="stage slow_setup cannot start: weights file is truncated"):
+            _execute_on_ray([Ingest(), slow], src, tmp_path / "ds")
+    else:
+        assert _execute_on_ray([Ingest(), slow], src, tmp_path / "ds")["commits"] == 4
+    loaded_at = float(done.read_text())
+    ingest = DatasetStore(tmp_path / "ds").commits("ingest")
+    assert len(ingest) == 2  # both shards of the first stage, committed
+    assert all(r["committed_at"] < loaded_at for r in ingest.values())  # before the slow stage could take them
+    captions = DatasetStore(tmp_path / "ds").read_table("captions")
+    assert captions.num_rows == (0 if fail else 4)
+
+
 def test_a_stage_placed_with_nice_runs_at_that_lower_priority(ray_local, tmp_path):
     from agents.ingest import Ingest
     from tests.stages_for_tests import NicenessProbe, NicenessProbeToo

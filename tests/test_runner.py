@@ -80,3 +80,23 @@ def test_a_file_another_process_wrote_is_validated_once_per_process(tmp_path, mo
     location = _stage(store, "captions", _captions("second"), remember=False)
     assert [r.text for r in read_rows(store.root, location, "captions")] == ["second 0", "second 1", "second 2"]
     assert reads == [location, location]
+
+
+def test_the_hand_over_keeps_a_bounded_number_of_bytes(tmp_path):
+    """Large shards (masks of long clips) are dropped oldest first once the byte budget is spent;
+    a file larger than the whole budget is never kept; a dropped file is simply read again."""
+    from engine.runner import WrittenShards
+
+    files = []
+    for i in range(4):
+        path = tmp_path / f"f{i}.parquet"
+        path.write_bytes(b"x" * (i + 1))
+        files.append(path)
+    kept = WrittenShards(limit=10, max_bytes=1000)
+    for path in files[:3]:
+        kept.keep(path, [path.name], 400)
+    assert [kept.get(p) for p in files[:3]] == [None, ["f1.parquet"], ["f2.parquet"]] and kept.bytes == 800
+    kept.keep(files[3], ["f3.parquet"], 1001)
+    assert kept.get(files[3]) is None and kept.bytes == 800
+    kept.keep(files[1], ["f1 again"], 100)  # the same file again replaces its entry and its bytes
+    assert kept.get(files[1]) == ["f1 again"] and kept.bytes == 500
